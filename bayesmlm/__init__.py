@@ -1,0 +1,40 @@
+"""bayesmlm: lme4-style mixed models in Python, frequentist and Bayesian.
+
+Examples
+--------
+>>> import bayesmlm as bm
+>>> fit = bm.lmer("Reaction ~ Days + (Days | Subject)", bm.datasets.load("sleepstudy"))
+>>> fit.fixef().round(2).tolist()
+[251.41, 10.47]
+"""
+
+from . import datasets
+from .design import Design, build_design
+from .errors import (
+    BayesMLMError,
+    ConvergenceWarning,
+    DataError,
+    EngineError,
+    FormulaError,
+    SingularFitWarning,
+)
+from .formula import MixedFormula, RandomTerm, parse_formula
+from .freq import FreqFit, lmer
+
+__all__ = [
+    "lmer",
+    "FreqFit",
+    "parse_formula",
+    "MixedFormula",
+    "RandomTerm",
+    "build_design",
+    "Design",
+    "datasets",
+    "BayesMLMError",
+    "FormulaError",
+    "DataError",
+    "EngineError",
+    "SingularFitWarning",
+    "ConvergenceWarning",
+]
+__version__ = "0.1.0"

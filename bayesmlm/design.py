@@ -1,0 +1,286 @@
+"""Design matrices of a linear mixed model: y, dense X and sparse level-major Z.
+
+Fixed-effects columns and each random term's columns are built by formulaic,
+whose model specs are kept so that new data get the same encoding. Random
+terms that share a grouping factor are merged into one :class:`FactorBlock`
+(e.g. ``(x || g)`` becomes one block with a diagonal covariance template),
+and blocks are ordered by decreasing number of levels, as lme4 does, so that
+the first block's cross-product is block diagonal.
+
+Examples
+--------
+>>> import bayesmlm as bm
+>>> from bayesmlm.design import build_design
+>>> d = build_design("Reaction ~ Days + (Days | Subject)", bm.datasets.load("sleepstudy"))
+>>> d.fixed_names, d.blocks[0].columns, d.blocks[0].n_levels, d.Z.shape
+(['Intercept', 'Days'], ('Intercept', 'Days'), 18, (180, 36))
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import formulaic
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .errors import DataError, FormulaError
+from .formula import MixedFormula, RandomTerm, parse_formula
+from .frame import NaAction, factor_codes, model_frame
+
+__all__ = ["FactorBlock", "Design", "build_design", "r_style_name"]
+
+_TREATMENT = re.compile(r"^(?P<var>.+)\[T\.(?P<level>.+)\]$")
+_FULL = re.compile(r"^(?P<var>[^\[\]]+)\[(?P<level>[^\[\]]+)\]$")
+
+
+def r_style_name(name: str) -> str:
+    """Name a formulaic column as R does: ``recipe[T.B]:temp`` -> ``recipeB:temp``.
+
+    Examples
+    --------
+    >>> r_style_name("recipe[T.B]:temperature")
+    'recipeB:temperature'
+    """
+    parts = []
+    for part in name.split(":"):
+        match = _TREATMENT.match(part) or _FULL.match(part)
+        parts.append(f"{match['var']}{match['level']}" if match else part)
+    return ":".join(parts)
+
+
+def _r_style_names(columns: list[str]) -> list[str]:
+    renamed = [r_style_name(c) for c in columns]
+    return renamed if len(set(renamed)) == len(renamed) else list(columns)
+
+
+def _model_matrix(rhs: str, data: pd.DataFrame, what: str) -> formulaic.ModelMatrix:
+    try:
+        return formulaic.model_matrix(rhs, data, na_action="raise")
+    except Exception as exc:
+        raise FormulaError(f"cannot build the {what} from {rhs!r}: {exc}") from exc
+
+
+@dataclass
+class FactorBlock:
+    """All random effects attached to one grouping factor.
+
+    Attributes
+    ----------
+    factor : str
+        Grouping factor name (``"Subject"``, ``"cask:batch"``).
+    columns : tuple of str
+        Varying design columns, e.g. ``("Intercept", "Days")``.
+    levels : list of str
+        Level names in model order.
+    codes : ndarray of int, shape (n,)
+        Level index of each row.
+    values : ndarray, shape (n, len(columns))
+        The varying columns evaluated on the data.
+    free : tuple of (int, int)
+        Lower-triangular positions of the relative covariance factor that are
+        estimated: the full triangle of each correlated group of columns and
+        only the diagonal for ``||`` terms.
+    groups : tuple of tuple of int
+        Column indices of each correlated sub-block (one per original term).
+    specs : list
+        formulaic model specs of the terms, for new data.
+    """
+
+    factor: str
+    columns: tuple[str, ...]
+    levels: list[str]
+    codes: np.ndarray
+    values: np.ndarray
+    free: tuple[tuple[int, int], ...]
+    groups: tuple[tuple[int, ...], ...]
+    specs: list = field(repr=False)
+    terms: tuple[RandomTerm, ...] = ()
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.levels)
+
+    @property
+    def n_cols(self) -> int:
+        return len(self.columns)
+
+    @property
+    def n_effects(self) -> int:
+        return self.n_levels * self.n_cols
+
+    @property
+    def correlated(self) -> bool:
+        """True when all columns form one correlated group."""
+        return len(self.groups) == 1
+
+    def diagonal_positions(self) -> np.ndarray:
+        """Indices into ``free`` of the diagonal entries (bounded below by 0)."""
+        return np.array([k for k, (i, j) in enumerate(self.free) if i == j], dtype=int)
+
+    def z_matrix(self) -> sp.csc_matrix:
+        """Sparse n x (levels * columns) block of Z, level-major like lme4."""
+        n, p = self.values.shape
+        rows = np.repeat(np.arange(n), p)
+        cols = (self.codes[:, None] * p + np.arange(p)[None, :]).reshape(-1)
+        return sp.csc_matrix((self.values.reshape(-1), (rows, cols)), shape=(n, self.n_effects))
+
+
+def _merge_terms(factor: str, terms: list[RandomTerm], data: pd.DataFrame, n_rows: int) -> FactorBlock:
+    columns: list[str] = []
+    values = []
+    groups = []
+    specs = []
+    for term in terms:
+        mm = _model_matrix(term.expr, data, f"random-effects term {term.source}")
+        names = _r_style_names(list(mm.columns))
+        if not names:
+            raise FormulaError(f"random-effects term {term.source} has no columns")
+        clash = [c for c in names if c in columns]
+        if clash:
+            raise FormulaError(
+                f"column(s) {clash} appear twice for grouping factor {factor!r} "
+                f"(in {term.source}); each varying column may appear once per factor"
+            )
+        start = len(columns)
+        columns.extend(names)
+        groups.append(tuple(range(start, start + len(names))))
+        values.append(np.asarray(mm, dtype=float).reshape(n_rows, -1))
+        specs.append(mm.model_spec)
+    free = tuple((i, j) for g in groups for j in g for i in g if i >= j)
+    codes, levels = factor_codes(data, factor)
+    p = len(columns)
+    block = FactorBlock(factor, tuple(columns), levels, codes, np.hstack(values), free, tuple(groups), specs, tuple(terms))
+    if block.n_effects >= n_rows:
+        raise DataError(
+            f"grouping factor {factor!r} has {block.n_levels} levels x {p} varying columns = "
+            f"{block.n_effects} random effects for {n_rows} observations; the random effects and "
+            "the residual variance are not identifiable: simplify the term"
+        )
+    return block
+
+
+@dataclass
+class Design:
+    """Response, fixed-effects matrix and random-effects blocks of a model.
+
+    Attributes
+    ----------
+    formula : MixedFormula
+    y : ndarray, shape (n,)
+    X : ndarray, shape (n, p)
+    fixed_names : list of str
+        Design-column names in the shared vocabulary (``Intercept``, ``Wk``).
+    blocks : list of FactorBlock
+        Ordered by decreasing number of levels.
+    fixed_spec : formulaic ModelSpec
+        Re-applies the fixed-effects encoding to new data.
+    data : pandas.DataFrame
+        The model frame (used columns, complete rows).
+    n_dropped : int
+        Rows dropped for missing values.
+    """
+
+    formula: MixedFormula
+    y: np.ndarray
+    X: np.ndarray
+    fixed_names: list[str]
+    blocks: list[FactorBlock]
+    fixed_spec: object = field(repr=False)
+    data: pd.DataFrame = field(repr=False)
+    n_dropped: int = 0
+
+    @property
+    def n(self) -> int:
+        return len(self.y)
+
+    @property
+    def p(self) -> int:
+        return self.X.shape[1]
+
+    @property
+    def q(self) -> int:
+        return sum(b.n_effects for b in self.blocks)
+
+    @cached_property
+    def Z(self) -> sp.csc_matrix:
+        """Sparse random-effects model matrix, blocks side by side."""
+        return sp.hstack([b.z_matrix() for b in self.blocks], format="csc")
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """Start column of each block in Z, plus the total."""
+        return np.concatenate([[0], np.cumsum([b.n_effects for b in self.blocks])]).astype(int)
+
+    def block(self, factor: str) -> FactorBlock:
+        """The block of a grouping factor, by name."""
+        for b in self.blocks:
+            if b.factor == factor:
+                return b
+        raise KeyError(f"no grouping factor {factor!r}; factors are {[b.factor for b in self.blocks]}")
+
+
+def _response(formula: MixedFormula, data: pd.DataFrame) -> np.ndarray:
+    name = formula.response.strip()
+    if name in data.columns:
+        return data[name].to_numpy(dtype=float)
+    mm = _model_matrix(f"0 + {name}", data, "response")
+    if mm.shape[1] != 1:
+        raise DataError(f"response {name!r} must evaluate to one numeric column, got {mm.shape[1]}")
+    y = np.asarray(mm, dtype=float).reshape(-1)
+    if not np.all(np.isfinite(y)):
+        raise DataError(f"response {name!r} has non-finite values after evaluation")
+    return y
+
+
+def _check_full_rank(X: np.ndarray, names: list[str]) -> None:
+    if X.shape[1] == 0:
+        return
+    rank = np.linalg.matrix_rank(X)
+    if rank < X.shape[1]:
+        # find the columns that add nothing, left to right, as R's pivoting would
+        kept: list[int] = []
+        aliased = []
+        for j in range(X.shape[1]):
+            if np.linalg.matrix_rank(X[:, kept + [j]]) > len(kept):
+                kept.append(j)
+            else:
+                aliased.append(names[j])
+        raise DataError(
+            f"fixed-effects columns {aliased} are linear combinations of other columns "
+            "(rank-deficient design); remove the redundant terms from the formula"
+        )
+
+
+def build_design(formula: str | MixedFormula, data: pd.DataFrame, na_action: NaAction = "error") -> Design:
+    """Check the data and build y, X and the random-effects blocks.
+
+    Parameters
+    ----------
+    formula : str or MixedFormula
+        lme4-style formula.
+    data : pandas.DataFrame
+    na_action : {"error", "drop"}
+        What to do with rows that have missing values in used columns.
+
+    Returns
+    -------
+    Design
+    """
+    parsed = parse_formula(formula) if isinstance(formula, str) else formula
+    frame = model_frame(parsed, data, na_action=na_action)
+    df = frame.data
+    y = _response(parsed, df)
+    fixed_mm = _model_matrix(parsed.fixed, df, "fixed-effects matrix")
+    X = np.asarray(fixed_mm, dtype=float).reshape(len(df), -1)
+    fixed_names = _r_style_names(list(fixed_mm.columns))
+    _check_full_rank(X, fixed_names)
+    by_factor: dict[str, list[RandomTerm]] = {}
+    for term in parsed.random:
+        by_factor.setdefault(term.factor, []).append(term)
+    blocks = [_merge_terms(f, terms, df, len(df)) for f, terms in by_factor.items()]
+    blocks.sort(key=lambda b: -b.n_levels)  # stable: ties keep formula order
+    return Design(parsed, y, X, fixed_names, blocks, fixed_mm.model_spec, df, frame.n_dropped)

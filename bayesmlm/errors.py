@@ -1,0 +1,32 @@
+"""Exception and warning classes raised by bayesmlm.
+
+Every user-facing error says *what* is wrong (which column, level, key or term)
+and *what to do* about it. The classes subclass the built-in ones users already
+catch (``ValueError``, ``UserWarning``) so existing handlers keep working.
+"""
+
+from __future__ import annotations
+
+
+class BayesMLMError(Exception):
+    """Base class of all bayesmlm errors."""
+
+
+class FormulaError(BayesMLMError, ValueError):
+    """The model formula cannot be parsed or does not fit the data."""
+
+
+class DataError(BayesMLMError, ValueError):
+    """The data cannot be used with the formula (missing column, NaN, bad type...)."""
+
+
+class EngineError(BayesMLMError, ValueError):
+    """The requested fitting engine cannot fit this model exactly."""
+
+
+class SingularFitWarning(UserWarning):
+    """A variance component or correlation was estimated on the boundary."""
+
+
+class ConvergenceWarning(UserWarning):
+    """The optimiser stopped without meeting its convergence checks."""

@@ -1,0 +1,202 @@
+"""Model frame: check a DataFrame against a formula before any matrix is built.
+
+This is where bad input is caught and named: unknown columns, missing values,
+non-numeric responses and grouping factors with a single level. The result is
+a clean DataFrame holding only the rows that will be used.
+
+Examples
+--------
+>>> import pandas as pd
+>>> from bayesmlm.formula import parse_formula
+>>> from bayesmlm.frame import model_frame
+>>> df = pd.DataFrame({"y": [1.0, 2.0, 3.0, 4.0], "g": ["a", "a", "b", "b"]})
+>>> model_frame(parse_formula("y ~ 1 + (1 | g)"), df).n_dropped
+0
+"""
+
+from __future__ import annotations
+
+import difflib
+import warnings
+from dataclasses import dataclass
+from typing import Literal
+
+import formulaic
+import numpy as np
+import pandas as pd
+
+from .errors import DataError, FormulaError
+from .formula import MixedFormula
+
+__all__ = ["ModelFrame", "model_frame", "required_columns"]
+
+NaAction = Literal["error", "drop"]
+
+
+@dataclass(frozen=True)
+class ModelFrame:
+    """The rows and columns of the user's data that a model uses.
+
+    Attributes
+    ----------
+    data : pandas.DataFrame
+        Used columns only, complete rows only, index reset to ``0..n-1``.
+    n_dropped : int
+        Rows removed because of missing values (``na_action="drop"``).
+    """
+
+    data: pd.DataFrame
+    n_dropped: int
+
+
+def _formula_variables(rhs: str, what: str) -> set[str]:
+    try:
+        return {str(v) for v in formulaic.Formula(rhs).required_variables}
+    except Exception as exc:  # formulaic raises several exception types for syntax
+        raise FormulaError(f"cannot parse the {what} {rhs!r}: {exc}") from exc
+
+
+def required_columns(formula: MixedFormula) -> list[str]:
+    """Data columns a formula refers to, response first.
+
+    Examples
+    --------
+    >>> from bayesmlm.formula import parse_formula
+    >>> required_columns(parse_formula("y ~ x + (x | g) + (1 | a:b)"))
+    ['y', 'x', 'g', 'a', 'b']
+    """
+    names: dict[str, None] = {}
+    names.update(dict.fromkeys(sorted(_formula_variables(f"{formula.response} ~ 1", "response"))))
+    if formula.response.strip().isidentifier():  # keep the response first
+        names = {formula.response.strip(): None, **names}
+    names.update(dict.fromkeys(sorted(_formula_variables(formula.fixed, "fixed part"))))
+    for term in formula.random:
+        names.update(dict.fromkeys(sorted(_formula_variables(term.expr, f"term {term.source}"))))
+        names.update(dict.fromkeys(term.factor_columns))
+    return list(names)
+
+
+def _unknown_column_error(missing: list[str], data: pd.DataFrame) -> DataError:
+    hints = []
+    for name in missing:
+        close = difflib.get_close_matches(name, [str(c) for c in data.columns], n=3)
+        hints.append(f"{name!r}" + (f" (did you mean {', '.join(map(repr, close))}?)" if close else ""))
+    return DataError(
+        f"column(s) {', '.join(hints)} used in the formula are not in the data; "
+        f"available columns: {', '.join(map(str, data.columns))}"
+    )
+
+
+def _check_response(formula: MixedFormula, data: pd.DataFrame) -> None:
+    name = formula.response.strip()
+    if name not in data.columns:
+        return  # an expression such as log(y): checked when it is evaluated
+    col = data[name]
+    if pd.api.types.is_bool_dtype(col) or not pd.api.types.is_numeric_dtype(col):
+        sample = ", ".join(map(repr, col.dropna().unique()[:3]))
+        raise DataError(
+            f"response column {name!r} must be numeric, but has dtype {col.dtype} "
+            f"(values such as {sample}); convert it with pd.to_numeric or choose a numeric column"
+        )
+
+
+def _check_factor_levels(formula: MixedFormula, data: pd.DataFrame) -> None:
+    n = len(data)
+    for factor in formula.factors:
+        cols = [c for c in factor.split(":")]
+        keys = data[cols].astype(str).agg(":".join, axis=1) if len(cols) > 1 else data[cols[0]]
+        levels = pd.unique(keys)
+        if len(levels) < 2:
+            only = repr(str(levels[0])) if len(levels) else "none"
+            raise DataError(
+                f"grouping factor {factor!r} has {len(levels)} level (only {only}) in the rows used; "
+                "a between-group variance needs at least two groups: drop the term or use more data"
+            )
+        if len(levels) >= n:
+            raise DataError(
+                f"grouping factor {factor!r} has {len(levels)} levels for {n} observations; each group "
+                "needs more than one row or its variance cannot be told apart from the residual"
+            )
+
+
+def model_frame(formula: MixedFormula, data: pd.DataFrame, na_action: NaAction = "error") -> ModelFrame:
+    """Select, check and (optionally) de-NA the columns a formula uses.
+
+    Parameters
+    ----------
+    formula : MixedFormula
+    data : pandas.DataFrame
+    na_action : {"error", "drop"}
+        ``"error"`` (default) raises naming each column with missing values and
+        how many; ``"drop"`` removes incomplete rows and warns with the count.
+
+    Returns
+    -------
+    ModelFrame
+    """
+    if not isinstance(data, pd.DataFrame):
+        raise DataError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+    if na_action not in ("error", "drop"):
+        raise ValueError(f"na_action must be 'error' or 'drop', got {na_action!r}")
+    if len(data) == 0:
+        raise DataError("data has no rows")
+    columns = required_columns(formula)
+    missing = [c for c in columns if c not in data.columns]
+    if missing:
+        raise _unknown_column_error(missing, data)
+    frame = data.loc[:, columns]
+    na_counts = frame.isna().sum()
+    na_counts = na_counts[na_counts > 0]
+    n_dropped = 0
+    if len(na_counts):
+        detail = ", ".join(f"{col!r} ({count} missing)" for col, count in na_counts.items())
+        if na_action == "error":
+            raise DataError(
+                f"missing values in column(s) {detail}; remove or impute them, "
+                "or pass na_action='drop' to drop incomplete rows"
+            )
+        keep = frame.notna().all(axis=1).to_numpy()
+        n_dropped = int((~keep).sum())
+        frame = frame.loc[keep]
+        warnings.warn(f"dropped {n_dropped} of {len(data)} rows with missing values in {detail}", stacklevel=3)
+        if len(frame) == 0:
+            raise DataError("no complete rows remain after dropping missing values")
+    frame = frame.reset_index(drop=True)
+    _check_response(formula, frame)
+    _check_factor_levels(formula, frame)
+    return ModelFrame(frame, n_dropped)
+
+
+def level_order(values: pd.Series) -> list:
+    """Level order of one factor column: categorical order, else sorted values."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        present = set(values.dropna().unique())
+        return [c for c in values.cat.categories if c in present]
+    uniques = pd.unique(values.dropna())
+    try:
+        return sorted(uniques)
+    except TypeError:  # mixed types: fall back to their text
+        return sorted(uniques, key=str)
+
+
+def factor_codes(data: pd.DataFrame, factor: str) -> tuple[np.ndarray, list[str]]:
+    """Integer codes and level names of a grouping factor (``a`` or ``a:b``).
+
+    Levels of an interaction are the combinations present in the data, ordered
+    by the first column's levels, then the next (as R's ``a:b`` then
+    ``factor()``), and named ``"la:lb"``.
+    """
+    cols = factor.split(":")
+    comp_codes = []
+    comp_names = []
+    for col in cols:
+        order = level_order(data[col])
+        index = pd.Index(order)
+        comp_codes.append(index.get_indexer(data[col]))
+        comp_names.append([str(v) for v in order])
+    if len(cols) == 1:
+        return comp_codes[0].astype(np.int64), comp_names[0]
+    stacked = np.column_stack(comp_codes)
+    combos, codes = np.unique(stacked, axis=0, return_inverse=True)
+    names = [":".join(comp_names[j][c] for j, c in enumerate(row)) for row in combos]
+    return codes.reshape(-1).astype(np.int64), names

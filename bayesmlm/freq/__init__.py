@@ -1,0 +1,6 @@
+"""Frequentist fits: lme4's PLS engine and statsmodels MixedLM behind one FreqFit."""
+
+from .lmer import fit_design, lmer
+from .result import FreqFit
+
+__all__ = ["lmer", "fit_design", "FreqFit"]

@@ -1,0 +1,91 @@
+"""Text summary of a FreqFit, laid out like lme4's ``summary()``.
+
+Examples
+--------
+>>> import bayesmlm as bm
+>>> fit = bm.lmer("Yield ~ 1 + (1 | Batch)", bm.datasets.load("dyestuff"))
+>>> print(fit.summary().splitlines()[0])
+Linear mixed model fit by REML (engine: statsmodels)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from .result import FreqFit
+
+__all__ = ["format_summary"]
+
+
+def _random_effects_table(fit: "FreqFit") -> str:
+    vc = fit.varcorr()
+    lines = []
+    header = ["Groups", "Name", "Variance", "Std.Dev.", "Corr"]
+    rows = []
+    for block, cov in zip(fit.design.blocks, fit.estimates.covariances):
+        sd = np.sqrt(np.clip(np.diag(cov), 0, None))
+        first = True
+        for i, name in enumerate(block.columns):
+            corrs = []
+            for j in range(i):
+                same_group = any(i in g and j in g for g in block.groups)
+                if same_group and sd[i] > 0 and sd[j] > 0:
+                    corrs.append(f"{cov[i, j] / (sd[i] * sd[j]):.2f}")
+                elif same_group:
+                    corrs.append("NaN")
+            rows.append([block.factor if first else "", name, f"{cov[i, i]:.4g}", f"{sd[i]:.4g}", " ".join(corrs)])
+            first = False
+    resid = vc.iloc[-1]
+    rows.append(["Residual", "", f"{resid.vcov:.4g}", f"{resid.sdcor:.4g}", ""])
+    widths = [max(len(r[k]) for r in rows + [header]) for k in range(5)]
+    fmt = lambda r: " " + " ".join(  # noqa: E731
+        r[k].ljust(widths[k]) if k in (0, 1, 4) else r[k].rjust(widths[k]) for k in range(5)
+    ).rstrip()
+    lines.append(fmt(header))
+    lines.extend(fmt(r) for r in rows)
+    return "\n".join(lines)
+
+
+def format_summary(fit: "FreqFit") -> str:
+    """Render the lmer-style summary of a fit."""
+    method = "REML" if fit.reml else "maximum likelihood"
+    out = [f"Linear mixed model fit by {method} (engine: {fit.engine})", f"Formula: {fit.formula}"]
+    if fit.engine_note:
+        out.append(f"Engine note: {fit.engine_note}")
+    out.append("")
+    if fit.reml:
+        out.append(f"REML criterion at convergence: {fit.criterion:.1f}")
+    else:
+        stats = pd.Series(
+            {"AIC": fit.aic, "BIC": fit.bic, "logLik": fit.loglik, "deviance": fit.criterion, "df.resid": fit.nobs - fit.df}
+        )
+        out.append(stats.to_frame().T.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+    scaled = fit.residuals() / fit.sigma
+    quant = pd.Series(np.quantile(scaled, [0, 0.25, 0.5, 0.75, 1.0]), index=["Min", "1Q", "Median", "3Q", "Max"])
+    out += ["", "Scaled residuals:", quant.to_frame().T.to_string(index=False, float_format=lambda v: f"{v:.4f}"), ""]
+    out += ["Random effects:", _random_effects_table(fit)]
+    groups = ", ".join(f"{b.factor}, {b.n_levels}" for b in fit.design.blocks)
+    out.append(f"Number of obs: {fit.nobs}, groups:  {groups}")
+    fixed = pd.DataFrame({"Estimate": fit.fixef(), "Std. Error": fit.se()})
+    fixed["t value"] = fixed["Estimate"] / fixed["Std. Error"]
+    out += ["", "Fixed effects:", fixed.to_string(float_format=lambda v: f"{v:.4g}")]
+    if fit.design.p > 1:
+        se = fit.se().to_numpy()
+        corr = fit.vcov().to_numpy() / np.outer(se, se)
+        short = [n[:6] for n in fit.design.fixed_names]
+        table = pd.DataFrame(corr, index=fit.design.fixed_names, columns=short).iloc[1:, :-1]
+        mask = np.triu(np.ones(table.shape, dtype=bool), 1)
+        text = table.round(3).astype(str).mask(mask, "")
+        out += ["", "Correlation of Fixed Effects:", text.to_string()]
+    notes = []
+    if fit.singular:
+        notes.append("boundary (singular) fit: " + "; ".join(fit.singular_components()))
+    if not fit.converged:
+        notes.extend(fit.estimates.messages or ["the optimiser did not converge"])
+    if notes:
+        out += [""] + notes
+    return "\n".join(out)
