@@ -17,6 +17,7 @@ Examples
 from __future__ import annotations
 
 import difflib
+import re
 import warnings
 from dataclasses import dataclass
 from typing import Literal
@@ -76,7 +77,13 @@ def required_columns(formula: MixedFormula) -> list[str]:
     return list(names)
 
 
-def _unknown_column_error(missing: list[str], data: pd.DataFrame) -> DataError:
+def _unknown_column_error(missing: list[str], data: pd.DataFrame, formula: MixedFormula) -> DataError:
+    calls = [m for m in missing if re.search(rf"(?<![\w.]){re.escape(m)}\s*\(", formula.text)]
+    if calls:
+        return DataError(
+            f"{', '.join(map(repr, calls))} in {formula.text!r} is neither a data column nor a known "
+            "function; use numpy as np.<name>, or a formulaic transform (log, exp, center, scale, C, I)"
+        )
     hints = []
     for name in missing:
         close = difflib.get_close_matches(name, [str(c) for c in data.columns], n=3)
@@ -143,7 +150,7 @@ def model_frame(formula: MixedFormula, data: pd.DataFrame, na_action: NaAction =
     columns = required_columns(formula)
     missing = [c for c in columns if c not in data.columns]
     if missing:
-        raise _unknown_column_error(missing, data)
+        raise _unknown_column_error(missing, data, formula)
     frame = data.loc[:, columns]
     na_counts = frame.isna().sum()
     na_counts = na_counts[na_counts > 0]

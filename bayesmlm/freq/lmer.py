@@ -21,7 +21,7 @@ from ..frame import NaAction
 from .estimates import FitEstimates
 from .pls_engine import fit_pls
 from .result import FreqFit
-from .statsmodels_engine import fit_statsmodels, statsmodels_plan
+from .statsmodels_engine import fit_statsmodels, near_boundary, statsmodels_plan
 
 __all__ = ["lmer", "fit_design"]
 
@@ -48,12 +48,26 @@ def fit_design(design: Design, reml: bool = True, engine: Engine = "auto") -> Fr
         chosen, note = _choose(design)
     estimates: FitEstimates
     if chosen == "statsmodels":
-        estimates = fit_statsmodels(design, reml=reml)
+        try:
+            estimates = fit_statsmodels(design, reml=reml)
+        except EngineError as exc:
+            if engine != "auto":
+                raise
+            chosen, note = "pls", f"{exc}; auto refitted with lme4's PLS algorithm".replace("; use engine='pls'", "")
+    if chosen == "statsmodels":
         fit = FreqFit(design, estimates, reml, "statsmodels", note)
-        if engine == "auto" and (fit.singular or not fit.converged):
-            why = "a boundary (singular) fit" if fit.singular else "no convergence"
-            note = f"statsmodels MixedLM gave {why}; refitted with lme4's PLS algorithm, which handles boundary fits"
+        boundary = near_boundary(estimates, design)
+        if engine == "auto" and (boundary or not fit.converged):
+            why = "a fit at or near the boundary" if boundary else "no convergence"
+            note = f"statsmodels MixedLM gave {why}; refitted with lme4's PLS algorithm, which finds boundary optima"
             chosen = "pls"
+        elif boundary and not fit.singular:
+            warnings.warn(
+                "statsmodels MixedLM ended near the boundary of the variance parameters, where it is known to "
+                "stop short of the optimum (it reports a small SD where lme4 finds 0); refit with engine='pls'",
+                SingularFitWarning,
+                stacklevel=3,
+            )
     if chosen == "pls":
         fit = FreqFit(design, fit_pls(design, reml=reml), reml, "pls", note)
     if fit.singular:
@@ -61,7 +75,7 @@ def fit_design(design: Design, reml: bool = True, engine: Engine = "auto") -> Fr
             "boundary (singular) fit: "
             + "; ".join(fit.singular_components())
             + ". The data do not support this random-effects structure: simplify it (drop the "
-            "component or the correlation), or fit it with bm.sample, whose priors keep SDs off zero.",
+            "component or the correlation), or fit it with a Bayesian model whose priors keep SDs off zero.",
             SingularFitWarning,
             stacklevel=3,
         )

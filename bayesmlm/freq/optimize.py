@@ -10,7 +10,7 @@ Examples
 --------
 >>> import numpy as np
 >>> res = optimize_theta(lambda t: float((t[0] - 2.0) ** 2 + 1.0), np.array([1.0]), np.array([0.0]))
->>> round(res.theta[0], 6), res.converged
+>>> float(round(res.theta[0], 6)), res.converged
 (2.0, True)
 """
 

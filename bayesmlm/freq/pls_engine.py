@@ -10,7 +10,7 @@ Examples
 >>> import bayesmlm as bm
 >>> from bayesmlm.design import build_design
 >>> est = fit_pls(build_design("Yield ~ 1 + (1 | Batch)", bm.datasets.load("dyestuff")), reml=True)
->>> round(est.beta[0], 2), round(est.sigma, 3)
+>>> float(round(est.beta[0], 2)), round(est.sigma, 3)
 (1527.5, 49.51)
 """
 

@@ -6,8 +6,9 @@ Examples
 >>> fit = bm.lmer("Reaction ~ Days + (Days | Subject)", bm.datasets.load("sleepstudy"))
 >>> fit.fixef().round(3).to_dict()
 {'Intercept': 251.405, 'Days': 10.467}
->>> fit.varcorr()[["grp", "var1", "var2"]].iloc[-1].tolist()
-['Residual', None, None]
+>>> vc = fit.varcorr()
+>>> vc.grp.tolist(), vc.var1.tolist()[:2], bool(vc.var1.isna().iloc[-1])
+(['Subject', 'Subject', 'Subject', 'Residual'], ['Intercept', 'Days'], True)
 """
 
 from __future__ import annotations

@@ -13,7 +13,9 @@ MixedLM has one ``groups`` factor with correlated random effects
 
 Anything else (crossed correlated slopes, ...) raises :class:`EngineError`;
 use the "pls" engine. MixedLM's BFGS runs with a tight gradient tolerance so
-that its estimates agree with lme4's to the digits lme4 reports.
+that its estimates agree with lme4's to the digits lme4 reports. MixedLM stops
+short of boundary optima (an SD of 7e-4 where lme4 finds 0 on Dyestuff2), so
+:func:`near_boundary` flags such fits and ``engine="auto"`` refits them by PLS.
 
 Examples
 --------
@@ -38,7 +40,10 @@ from ..errors import EngineError
 from .estimates import FitEstimates, relative_factor
 from .theta import ThetaLayout
 
-__all__ = ["StatsmodelsPlan", "statsmodels_plan", "fit_statsmodels"]
+__all__ = ["StatsmodelsPlan", "statsmodels_plan", "fit_statsmodels", "near_boundary", "NEAR_BOUNDARY"]
+
+NEAR_BOUNDARY = 1e-2
+"""Relative-factor diagonal below which a MixedLM optimum may sit short of the boundary."""
 
 
 @dataclass(frozen=True)
@@ -132,16 +137,25 @@ def fit_statsmodels(design: Design, reml: bool = True) -> FitEstimates:
     labels = sorted(pd.unique(groups).tolist())
     vc = _vc_spec(design, plan, groups, labels)
     model = MixedLM(design.y, design.X, groups=groups, exog_re=exog_re, exog_vc=vc)
-    messages: list[str] = []
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        result = model.fit(reml=reml, method="bfgs", gtol=1e-10)
-        if not result.converged:
-            result = model.fit(reml=reml, method="nm", maxiter=20_000)
-    for w in caught:
-        text = str(w.message)
-        if "converge" in text.lower() or "boundary" in text.lower() or "singular" in text.lower():
-            messages.append(f"statsmodels: {text}")
+    result, failures = None, []
+    for method in ("bfgs", "lbfgs", "nm"):
+        options = {"bfgs": {"gtol": 1e-8}, "lbfgs": {}, "nm": {"maxiter": 20_000}}[method]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                result = model.fit(reml=reml, method=method, **options)
+            except (np.linalg.LinAlgError, ValueError) as exc:
+                failures.append(f"{method}: {exc}")
+                continue
+        if result.converged:
+            break
+    if result is None:
+        raise EngineError(f"statsmodels MixedLM failed ({'; '.join(failures)}); use engine='pls'")
+    messages = [
+        f"statsmodels: {w.message}"
+        for w in caught
+        if any(word in str(w.message).lower() for word in ("converge", "boundary", "singular"))
+    ]
     scale = float(result.scale)
     vcomp = dict(zip(vc.names, np.asarray(result.vcomp))) if vc is not None else {}
     covariances, ranef = [], []
@@ -183,3 +197,9 @@ def fit_statsmodels(design: Design, reml: bool = True) -> FitEstimates:
         converged=bool(result.converged) and not messages,
         messages=messages,
     )
+
+
+def near_boundary(estimates: FitEstimates, design: Design) -> bool:
+    """True when a relative-factor diagonal is below :data:`NEAR_BOUNDARY`."""
+    layout = ThetaLayout.from_design(design)
+    return bool(np.any(estimates.theta[layout.is_diagonal] < NEAR_BOUNDARY))

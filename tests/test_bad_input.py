@@ -1,0 +1,94 @@
+"""Bad input gets a clear error that names the column, level or term."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayesmlm as bm
+from bayesmlm import DataError, EngineError, FormulaError
+
+from .conftest import load_data
+
+
+def test_unknown_column_suggests_the_close_one(sleepstudy: pd.DataFrame) -> None:
+    with pytest.raises(DataError, match=r"'Dayz' \(did you mean 'Days'\?\)"):
+        bm.lmer("Reaction ~ Dayz + (1 | Subject)", sleepstudy)
+
+
+def test_unknown_grouping_column(sleepstudy: pd.DataFrame) -> None:
+    with pytest.raises(DataError, match="'Subjekt'"):
+        bm.lmer("Reaction ~ Days + (1 | Subjekt)", sleepstudy)
+
+
+def test_missing_values_are_named_with_counts(sleepstudy: pd.DataFrame) -> None:
+    df = sleepstudy.copy()
+    df.loc[[3, 7], "Days"] = np.nan
+    df.loc[5, "Subject"] = None
+    with pytest.raises(DataError, match=r"'Days' \(2 missing\), 'Subject' \(1 missing\).*na_action='drop'"):
+        bm.lmer("Reaction ~ Days + (Days | Subject)", df)
+    with pytest.warns(UserWarning, match="dropped 3 of 180 rows"):
+        fit = bm.lmer("Reaction ~ Days + (Days | Subject)", df, na_action="drop")
+    assert fit.nobs == 177
+
+
+def test_missing_values_in_unused_columns_are_ignored(sleepstudy: pd.DataFrame) -> None:
+    df = sleepstudy.assign(unused=np.nan)
+    assert bm.lmer("Reaction ~ Days + (1 | Subject)", df).nobs == 180
+
+
+def test_non_numeric_response(sleepstudy: pd.DataFrame) -> None:
+    df = sleepstudy.assign(Reaction=sleepstudy.Reaction.astype(str))
+    with pytest.raises(DataError, match="response column 'Reaction' must be numeric"):
+        bm.lmer("Reaction ~ Days + (1 | Subject)", df)
+
+
+def test_grouping_factor_with_one_level(sleepstudy: pd.DataFrame) -> None:
+    df = sleepstudy.assign(site="only")
+    with pytest.raises(DataError, match="grouping factor 'site' has 1 level .*'only'"):
+        bm.lmer("Reaction ~ Days + (1 | Subject) + (1 | site)", df)
+
+
+def test_grouping_factor_with_a_level_per_row(sleepstudy: pd.DataFrame) -> None:
+    df = sleepstudy.assign(obs=np.arange(180).astype(str))
+    with pytest.raises(DataError, match="'obs' has 180 levels for 180 observations"):
+        bm.lmer("Reaction ~ Days + (1 | obs)", df)
+
+
+def test_too_many_random_effects(sleepstudy: pd.DataFrame) -> None:
+    df = sleepstudy.assign(x1=np.random.default_rng(1).normal(size=180), x2=np.random.default_rng(2).normal(size=180))
+    df = df.assign(pair=(np.arange(180) // 2).astype(str))
+    with pytest.raises(DataError, match="not identifiable"):
+        bm.lmer("Reaction ~ Days + (Days | pair)", df)
+
+
+def test_rank_deficient_fixed_effects_are_named(sleepstudy: pd.DataFrame) -> None:
+    df = sleepstudy.assign(Days2=2 * sleepstudy.Days)
+    with pytest.raises(DataError, match=r"\['Days2'\].*linear combinations"):
+        bm.lmer("Reaction ~ Days + Days2 + (1 | Subject)", df)
+
+
+def test_statsmodels_engine_refuses_crossed_correlated_slopes() -> None:
+    with pytest.raises(EngineError, match="crossed factors 'subj' and 'item'.*engine='pls'"):
+        bm.lmer("rt ~ cond + (cond | subj) + (cond | item)", load_data("crossed_slopes"), engine="statsmodels")
+
+
+def test_unknown_engine(sleepstudy: pd.DataFrame) -> None:
+    with pytest.raises(ValueError, match="engine must be"):
+        bm.lmer("Reaction ~ Days + (1 | Subject)", sleepstudy, engine="lme4")  # type: ignore[arg-type]
+
+
+def test_data_must_be_a_dataframe() -> None:
+    with pytest.raises(DataError, match="pandas DataFrame"):
+        bm.lmer("y ~ 1 + (1 | g)", {"y": [1, 2], "g": ["a", "b"]})  # type: ignore[arg-type]
+
+
+def test_duplicate_varying_column(sleepstudy: pd.DataFrame) -> None:
+    with pytest.raises(FormulaError, match=r"\['Intercept'\] appear twice for grouping factor 'Subject'"):
+        bm.lmer("Reaction ~ Days + (1 | Subject) + (Days | Subject)", sleepstudy)
+
+
+def test_undefined_function_in_fixed_part(sleepstudy: pd.DataFrame) -> None:
+    with pytest.raises(DataError, match="'nosuchfunction' .* neither a data column nor a known function"):
+        bm.lmer("Reaction ~ nosuchfunction(Days) + (1 | Subject)", sleepstudy)

@@ -1,0 +1,83 @@
+"""Design matrices: encodings, level-major Z, block merging and sufficient statistics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bayesmlm.design import build_design, r_style_name
+from bayesmlm.stats import SufficientStats
+
+from .conftest import load_data
+
+
+def test_z_is_level_major_like_lme4(sleepstudy: pd.DataFrame) -> None:
+    d = build_design("Reaction ~ Days + (Days | Subject)", sleepstudy)
+    block = d.blocks[0]
+    Z = d.Z.toarray()
+    assert Z.shape == (180, 36)
+    for i in range(d.n):
+        level = block.levels.index(sleepstudy.Subject[i])
+        expected = np.zeros(36)
+        expected[2 * level : 2 * level + 2] = [1.0, sleepstudy.Days[i]]
+        np.testing.assert_array_equal(Z[i], expected)
+
+
+def test_blocks_ordered_by_levels_and_double_bar_merged() -> None:
+    d = build_design("rt ~ cond + (cond || item) + (cond || subj)", load_data("crossed_slopes"))
+    assert [b.factor for b in d.blocks] == ["subj", "item"]  # 40 levels before 32
+    subj = d.blocks[0]
+    assert subj.columns == ("Intercept", "cond")
+    assert subj.groups == ((0,), (1,))
+    assert subj.free == ((0, 0), (1, 1))
+    corr = build_design("rt ~ cond + (cond | subj)", load_data("crossed_slopes")).blocks[0]
+    assert set(corr.free) == {(0, 0), (1, 0), (1, 1)}
+
+
+def test_nested_and_interaction_levels_follow_r() -> None:
+    d = build_design("strength ~ 1 + (1 | batch/cask)", load_data("pastes"))
+    inner = d.block("cask:batch")
+    assert inner.n_levels == 30
+    assert inner.levels[:3] == ["a:A", "a:B", "a:C"]
+    assert d.block("batch").levels[0] == "A"
+
+
+def test_categorical_fixed_effects_get_r_names() -> None:
+    d = build_design("angle ~ recipe * temperature + (1 | recipe:replicate)", load_data("cake"))
+    assert d.fixed_names == ["Intercept", "recipeB", "recipeC", "temperature", "recipeB:temperature", "recipeC:temperature"]
+    assert r_style_name("recipe[B]") == "recipeB"
+    assert r_style_name("log(x)") == "log(x)"
+
+
+def test_string_factors_and_categorical_order_respected() -> None:
+    df = pd.DataFrame({"y": np.arange(8.0), "g": pd.Categorical(list("bbaaccdd"), categories=list("dcba"))})
+    block = build_design("y ~ 1 + (1 | g)", df).blocks[0]
+    assert block.levels == ["d", "c", "b", "a"]
+
+
+def test_sufficient_statistics_are_additive_over_chunks() -> None:
+    d = build_design("rt ~ cond + (cond | subj) + (cond | item)", load_data("crossed_slopes"))
+    whole = SufficientStats.of_chunk(d.X, d.Z, d.y)
+    chunked = SufficientStats.from_arrays(d.X, d.Z, d.y, chunk_rows=100)
+    assert chunked.n == whole.n == d.n
+    np.testing.assert_allclose(chunked.XtX, d.X.T @ d.X)
+    np.testing.assert_allclose(chunked.Xty, whole.Xty)
+    np.testing.assert_allclose(chunked.yty, d.y @ d.y)
+    np.testing.assert_allclose(chunked.ZtZ.toarray(), (d.Z.T @ d.Z).toarray())
+    np.testing.assert_allclose(chunked.ZtX, d.Z.T @ d.X)
+    np.testing.assert_allclose(chunked.Zty, d.Z.T @ d.y)
+
+
+def test_response_expression() -> None:
+    df = load_data("sleepstudy")
+    d = build_design("np.log(Reaction) ~ Days + (1 | Subject)", df)
+    np.testing.assert_allclose(d.y, np.log(df.Reaction))
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 7, 10_000])
+def test_chunk_size_does_not_change_statistics(chunk_rows: int) -> None:
+    d = build_design("Yield ~ 1 + (1 | Batch)", load_data("dyestuff"))
+    s = SufficientStats.from_arrays(d.X, d.Z, d.y, chunk_rows=chunk_rows)
+    assert s.yty == pytest.approx(float(d.y @ d.y))
+    np.testing.assert_allclose(s.ZtZ.diagonal(), np.full(6, 5.0))
