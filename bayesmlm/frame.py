@@ -110,11 +110,9 @@ def _check_response(formula: MixedFormula, data: pd.DataFrame) -> None:
 def _check_factor_levels(formula: MixedFormula, data: pd.DataFrame) -> None:
     n = len(data)
     for factor in formula.factors:
-        cols = [c for c in factor.split(":")]
-        keys = data[cols].astype(str).agg(":".join, axis=1) if len(cols) > 1 else data[cols[0]]
-        levels = pd.unique(keys)
+        _, levels = factor_codes(data, factor)
         if len(levels) < 2:
-            only = repr(str(levels[0])) if len(levels) else "none"
+            only = repr(levels[0]) if levels else "none"
             raise DataError(
                 f"grouping factor {factor!r} has {len(levels)} level (only {only}) in the rows used; "
                 "a between-group variance needs at least two groups: drop the term or use more data"

@@ -11,7 +11,9 @@ the system
 is factored by a blocked Cholesky decomposition. Following MixedModels.jl, the
 first random-effects block (the factor with most levels) has a block-diagonal
 cross-product, so its factor is a batch of small Cholesky factors; only the
-Schur complement of everything else is dense. The penalized residual sum of
+Schur complement of everything else is dense. Small models (``q`` up to
+``DENSE_LIMIT``) skip the split and factor one dense matrix, which avoids
+sparse-matrix overhead where it would dominate. The penalized residual sum of
 squares is the square of the last diagonal entry of the factor, and the
 profiled ML or REML criterion follows in closed form. Only the sufficient
 statistics enter, so the cost of one evaluation does not depend on ``n``.
@@ -38,7 +40,10 @@ from ..design import Design
 from ..stats import SufficientStats
 from .theta import ThetaLayout
 
-__all__ = ["ProfiledDeviance", "PLSSolution"]
+__all__ = ["ProfiledDeviance", "PLSSolution", "DENSE_LIMIT"]
+
+DENSE_LIMIT = 400
+"""Models with at most this many random effects are factored as one dense matrix."""
 
 _LOG_2PI = np.log(2.0 * np.pi)
 
@@ -117,15 +122,19 @@ class ProfiledDeviance:
         self.n = stats.n
         self.p = stats.XtX.shape[0]
         sizes = layout.sizes
-        self.q1 = levels[0] * sizes[0]
         q = stats.ZtZ.shape[0]
+        # the first block is split off (block-diagonal batch) only when the model is large
+        self.split_first = q > DENSE_LIMIT
+        self.q1 = levels[0] * sizes[0] if self.split_first else 0
         self.q_rest = q - self.q1
-        p1 = sizes[0]
+        p1 = sizes[0] if self.split_first else 1
+        first = 1 if self.split_first else 0
+        self._rest_blocks = list(range(first, len(levels)))
 
         ZtZ = stats.ZtZ.tocsc()
         top = ZtZ[: self.q1, : self.q1].tocoo()
         # the first block's cross-product is block diagonal: keep its (l, p1, p1) blocks
-        self.A11 = np.zeros((levels[0], p1, p1))
+        self.A11 = np.zeros((levels[0] if self.split_first else 0, p1, p1))
         lev = top.row // p1
         if np.any(top.col // p1 != lev):
             raise AssertionError("first random-effects block is not block diagonal")
@@ -149,6 +158,23 @@ class ProfiledDeviance:
         A22[pe, pe] = stats.yty
         self.A22 = np.triu(A22) + np.triu(A22, 1).T
         self._penalty = np.concatenate([np.ones(r), np.zeros(self.p + 1)])
+        if not self.split_first:
+            self._scatter = self._lambda_scatter()
+
+    def _lambda_scatter(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Positions in the dense Lambda of every theta entry (rows, cols, theta index)."""
+        rows, cols, index = [], [], []
+        offset = 0
+        theta_offsets = self.layout.offsets
+        for k in self._rest_blocks:
+            size, n_levels = self.layout.sizes[k], self.levels[k]
+            starts = offset + size * np.arange(n_levels)
+            for t, (i, j) in enumerate(self.layout.free[k]):
+                rows.append(starts + i)
+                cols.append(starts + j)
+                index.append(np.full(n_levels, theta_offsets[k] + t))
+            offset += size * n_levels
+        return np.concatenate(rows), np.concatenate(cols), np.concatenate(index)
 
     @classmethod
     def from_design(cls, design: Design, reml: bool = True, stats: SufficientStats | None = None) -> "ProfiledDeviance":
@@ -158,27 +184,37 @@ class ProfiledDeviance:
 
     # -- factorization -----------------------------------------------------------------
     def _factor(self, theta: np.ndarray):
-        templates = self.layout.templates(np.asarray(theta, dtype=float))
+        theta = np.asarray(theta, dtype=float)
+        templates = self.layout.templates(theta)
+        if not self.split_first:
+            rows, cols, index = self._scatter
+            lam = np.eye(self.A22.shape[0])
+            lam[: self.q_rest, : self.q_rest] = 0.0
+            lam[rows, cols] = theta[index]
+            S = lam.T @ self.A22 @ lam
+            S[np.diag_indices_from(S)] += self._penalty
+            L22 = np.linalg.cholesky(S)  # numpy, not scipy: one BLAS library in the loop
+            return templates, self.A11, self.A11, None, L22
         T1 = templates[0]
         B = np.einsum("ji,ljk,kh->lih", T1, self.A11, T1)  # T1' A11_l T1
         B += np.eye(T1.shape[0])
         L11 = np.linalg.cholesky(B)
         L11inv = np.linalg.inv(L11)
-        if len(templates) > 1:
-            lam_rest = sp.block_diag(
-                [_lambda_sparse(T, n) for T, n in zip(templates[1:], self.levels[1:])]
-                + [sp.identity(self.p + 1)],
-                format="csr",
-            )
-        else:
-            lam_rest = sp.identity(self.p + 1, format="csr")
+        lam_rest = sp.block_diag(
+            [_lambda_sparse(templates[k], self.levels[k]) for k in self._rest_blocks] + [sp.identity(self.p + 1)],
+            format="csr",
+        )
         lam1 = _lambda_sparse(T1, self.levels[0])
         # W = Lrest' A21 Lambda1 L11^{-T}
         W = (lam_rest.T @ (self.A21 @ (lam1 @ _block_diag_sparse(np.transpose(L11inv, (0, 2, 1)))))).tocsr()
-        M22 = (lam_rest.T @ (lam_rest.T @ self.A22).T).T
+        if all(templates[k].shape == (1, 1) for k in self._rest_blocks):  # diagonal Lambda: scale rows, columns
+            scale = lam_rest.diagonal()
+            M22 = self.A22 * scale[:, None] * scale[None, :]
+        else:
+            M22 = (lam_rest.T @ (lam_rest.T @ self.A22).T).T
         S = np.asarray(M22) - (W @ W.T).toarray()
         S[np.diag_indices_from(S)] += self._penalty
-        L22 = la.cholesky(S, lower=True, check_finite=False)
+        L22 = np.linalg.cholesky(S)  # numpy, not scipy: one BLAS library in the loop
         return templates, L11, L11inv, W, L22
 
     def _criterion(self, L11: np.ndarray, L22: np.ndarray) -> tuple[float, float, float, float]:
@@ -199,7 +235,8 @@ class ProfiledDeviance:
             _, L11, _, _, L22 = self._factor(theta)
         except (np.linalg.LinAlgError, la.LinAlgError):
             return np.inf
-        return self._criterion(L11, L22)[0]
+        value = self._criterion(L11, L22)[0]
+        return value if np.isfinite(value) else np.inf
 
     def solve(self, theta: np.ndarray) -> PLSSolution:
         """Fixed effects, conditional modes and the criterion at ``theta``."""
@@ -209,12 +246,15 @@ class ProfiledDeviance:
         r, pe = self.q_rest, self.q_rest + self.p
         # back-substitution: L0' x = l, with l the last row of the factor
         x2 = la.solve_triangular(L22[:pe, :pe].T, L22[pe, :pe], lower=False)
-        W_dense_y = W[pe].toarray().reshape(-1)
-        rhs1 = W_dense_y - W[:pe].T @ x2
-        u1 = np.einsum("lji,lj->li", L11inv, rhs1.reshape(self.levels[0], -1))  # L11^{-T} rhs
-        b_parts = [(u1 @ templates[0].T).reshape(-1)]
+        b_parts = []
+        if self.split_first:
+            W_dense_y = W[pe].toarray().reshape(-1)
+            rhs1 = W_dense_y - W[:pe].T @ x2
+            u1 = np.einsum("lji,lj->li", L11inv, rhs1.reshape(self.levels[0], -1))  # L11^{-T} rhs
+            b_parts.append((u1 @ templates[0].T).reshape(-1))
         start = 0
-        for T, n in zip(templates[1:], self.levels[1:]):
+        for k in self._rest_blocks:
+            T, n = templates[k], self.levels[k]
             size = n * T.shape[0]
             b_parts.append((x2[start : start + size].reshape(n, -1) @ T.T).reshape(-1))
             start += size
