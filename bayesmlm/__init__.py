@@ -14,27 +14,38 @@ from .errors import (
     BayesMLMError,
     ConvergenceWarning,
     DataError,
+    EmpiricalPriorNote,
+    PriorError,
+    SamplingWarning,
     EngineError,
     FormulaError,
     SingularFitWarning,
 )
 from .formula import MixedFormula, RandomTerm, parse_formula
 from .freq import FreqFit, lmer
+from . import priors
+from .bayes import BayesFit, sample
 
 __all__ = [
     "lmer",
     "FreqFit",
+    "sample",
+    "BayesFit",
     "parse_formula",
     "MixedFormula",
     "RandomTerm",
     "build_design",
     "Design",
     "datasets",
+    "priors",
     "BayesMLMError",
     "FormulaError",
     "DataError",
     "EngineError",
     "SingularFitWarning",
     "ConvergenceWarning",
+    "PriorError",
+    "SamplingWarning",
+    "EmpiricalPriorNote",
 ]
 __version__ = "0.1.0"

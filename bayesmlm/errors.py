@@ -30,3 +30,15 @@ class SingularFitWarning(UserWarning):
 
 class ConvergenceWarning(UserWarning):
     """The optimiser stopped without meeting its convergence checks."""
+
+
+class PriorError(BayesMLMError, ValueError):
+    """A prior, a prior specification or a prior file is invalid."""
+
+
+class SamplingWarning(UserWarning):
+    """The sampler finished, but its diagnostics (divergences, R-hat, ESS) need attention."""
+
+
+class EmpiricalPriorNote(UserWarning):
+    """Empirical priors were derived from the same data that is being fitted."""

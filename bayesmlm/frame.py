@@ -77,7 +77,7 @@ def required_columns(formula: MixedFormula) -> list[str]:
     return list(names)
 
 
-def _unknown_column_error(missing: list[str], data: pd.DataFrame, formula: MixedFormula) -> DataError:
+def unknown_column_error(missing: list[str], data: pd.DataFrame, formula: MixedFormula) -> DataError:
     calls = [m for m in missing if re.search(rf"(?<![\w.]){re.escape(m)}\s*\(", formula.text)]
     if calls:
         return DataError(
@@ -148,7 +148,7 @@ def model_frame(formula: MixedFormula, data: pd.DataFrame, na_action: NaAction =
     columns = required_columns(formula)
     missing = [c for c in columns if c not in data.columns]
     if missing:
-        raise _unknown_column_error(missing, data, formula)
+        raise unknown_column_error(missing, data, formula)
     frame = data.loc[:, columns]
     na_counts = frame.isna().sum()
     na_counts = na_counts[na_counts > 0]

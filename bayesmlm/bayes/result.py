@@ -1,0 +1,274 @@
+"""BayesFit: a posterior read like an lmer fit.
+
+Accessors mirror :class:`~bayesmlm.freq.result.FreqFit` (``fixef``,
+``varcorr``, ``ranef``, ``coef``) with posterior mean, SD and an
+equal-tailed interval in place of point estimates; ``draws(key)`` returns one
+parameter's draws by its shared-vocabulary key, and ``predict`` handles new
+rows, new levels and unseen combinations of crossed levels.
+
+Examples
+--------
+>>> import numpy as np
+>>> interval_columns(0.9)
+('5%', '95%')
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from ..design import Design
+from ..errors import DataError
+from ..newdata import new_design
+from ..priors.spec import PriorSpec
+from .build import col_dim, col_dim_b
+from .diagnostics import Diagnostics
+
+__all__ = ["BayesFit", "interval_columns"]
+
+NewLevels = Literal["error", "population", "sample"]
+
+
+def interval_columns(prob: float) -> tuple[str, str]:
+    """Column names of an equal-tailed interval, e.g. ``('5%', '95%')``."""
+    if not 0 < prob < 1:
+        raise ValueError(f"prob must be between 0 and 1, got {prob}")
+    lo, hi = 100 * (1 - prob) / 2, 100 * (1 + prob) / 2
+    return f"{lo:g}%", f"{hi:g}%"
+
+
+def _stats(samples: np.ndarray, prob: float) -> dict[str, float]:
+    lo, hi = interval_columns(prob)
+    q = np.quantile(samples, [(1 - prob) / 2, (1 + prob) / 2])
+    return {"mean": float(np.mean(samples)), "sd": float(np.std(samples, ddof=1)), lo: float(q[0]), hi: float(q[1])}
+
+
+class BayesFit:
+    """Posterior of a linear mixed model.
+
+    Attributes
+    ----------
+    idata : xarray.DataTree
+        ArviZ data: posterior, sample_stats, log_likelihood, observed_data.
+    design : Design
+    priors : PriorSpec
+    diagnostics : Diagnostics
+    sampler : str
+    """
+
+    def __init__(self, idata, design: Design, priors: PriorSpec, diagnostics: Diagnostics, sampler: str):
+        self.idata = idata
+        self.design = design
+        self.priors = priors
+        self.diagnostics = diagnostics
+        self.sampler = sampler
+
+    # -- draws -----------------------------------------------------------------------
+    @property
+    def _posterior(self):
+        return self.idata["posterior"].dataset
+
+    def _flat(self, var: str) -> np.ndarray:
+        """(draws, ...) array of one posterior variable, chains stacked."""
+        values = np.asarray(self._posterior[var])
+        return values.reshape(-1, *values.shape[2:])
+
+    def _locate(self, key: str) -> tuple[str, dict]:
+        if key == "sigma":
+            return "sigma", {}
+        if key in self.design.fixed_names:
+            return "beta", {"fixed": key}
+        match = re.fullmatch(r"(sd|cor|r)\[([^\]]+)\](?:\[(.+)\])?", key)
+        if match:
+            kind, factor, inner = match.groups()
+            if factor in [b.factor for b in self.design.blocks]:
+                block = self.design.block(factor)
+                if kind == "sd" and inner in block.columns:
+                    return f"sd[{factor}]", {col_dim(factor): inner}
+                if kind == "cor" and f"cor[{factor}]" in self._posterior:
+                    pair = inner.split(",") if inner else [block.columns[g[i]] for g in block.groups if len(g) == 2 for i in (0, 1)]
+                    if len(pair) == 2 and all(p.strip() in block.columns for p in pair):
+                        return f"cor[{factor}]", {col_dim(factor): pair[0].strip(), col_dim_b(factor): pair[1].strip()}
+                if kind == "r" and inner and "," in inner:
+                    level, col = inner.rsplit(",", 1)
+                    if level in block.levels and col in block.columns:
+                        return f"r[{factor}]", {factor: level, col_dim(factor): col}
+        raise KeyError(
+            f"no parameter {key!r}; use a fixed-effect name ({', '.join(self.design.fixed_names)}), "
+            "sd[factor][column], cor[factor][a,b], r[factor][level,column] or sigma"
+        )
+
+    def draws(self, key: str) -> np.ndarray:
+        """All posterior draws of one parameter, chains concatenated.
+
+        Parameters
+        ----------
+        key : str
+            ``"Intercept"``, ``"sd[Subject][Days]"``, ``"cor[Subject][Intercept,Days]"``
+            (or ``"cor[Subject]"`` for a single pair), ``"r[Subject][308,Days]"``, ``"sigma"``.
+        """
+        var, sel = self._locate(key)
+        return np.asarray(self._posterior[var].sel(sel)).reshape(-1)
+
+    # -- lmer-style tables -------------------------------------------------------------
+    def fixef(self, prob: float = 0.9) -> pd.DataFrame:
+        """Fixed effects: mean, sd and equal-tailed interval, one row per column."""
+        beta = self._flat("beta")
+        rows = {name: _stats(beta[:, j], prob) for j, name in enumerate(self.design.fixed_names)}
+        return pd.DataFrame.from_dict(rows, orient="index")
+
+    def varcorr(self, prob: float = 0.9) -> pd.DataFrame:
+        """Group SDs, correlations and sigma, shaped like ``FreqFit.varcorr()``."""
+        rows = []
+        for block in self.design.blocks:
+            sd = self._flat(f"sd[{block.factor}]")
+            for j, col in enumerate(block.columns):
+                rows.append({"grp": block.factor, "var1": col, "var2": None, **_stats(sd[:, j], prob)})
+            if f"cor[{block.factor}]" in self._posterior:
+                cor = self._flat(f"cor[{block.factor}]")
+                for group in block.groups:
+                    for a, i in enumerate(group):
+                        for j in group[a + 1 :]:
+                            rows.append(
+                                {"grp": block.factor, "var1": block.columns[i], "var2": block.columns[j], **_stats(cor[:, i, j], prob)}
+                            )
+        rows.append({"grp": "Residual", "var1": None, "var2": None, **_stats(self._flat("sigma"), prob)})
+        return pd.DataFrame(rows)
+
+    def _per_level(self, values: dict[str, np.ndarray], block, prob: float) -> pd.DataFrame:
+        rows, index = [], []
+        for lev_i, level in enumerate(block.levels):
+            for term, draws in values.items():
+                rows.append(_stats(draws[:, lev_i], prob))
+                index.append((level, term))
+        return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=[block.factor, "term"]))
+
+    def ranef(self, prob: float = 0.9) -> dict[str, pd.DataFrame]:
+        """Group effects per factor: rows (level, term), columns mean, sd, interval."""
+        out = {}
+        for block in self.design.blocks:
+            r = self._flat(f"r[{block.factor}]")
+            out[block.factor] = self._per_level({c: r[:, :, j] for j, c in enumerate(block.columns)}, block, prob)
+        return out
+
+    def coef(self, prob: float = 0.9) -> dict[str, pd.DataFrame]:
+        """Per-level coefficients (fixed plus group effect), summarised over draws."""
+        beta = self._flat("beta")
+        out = {}
+        for block in self.design.blocks:
+            r = self._flat(f"r[{block.factor}]")
+            values = {}
+            for j, name in enumerate(self.design.fixed_names):
+                total = np.repeat(beta[:, j : j + 1], block.n_levels, axis=1)
+                if name in block.columns:
+                    total = total + r[:, :, block.columns.index(name)]
+                values[name] = total
+            out[block.factor] = self._per_level(values, block, prob)
+        return out
+
+    # -- prediction ----------------------------------------------------------------------
+    def predict_draws(
+        self,
+        new_data: pd.DataFrame,
+        new_levels: NewLevels = "error",
+        kind: Literal["mean", "predictive"] = "mean",
+        seed: int | None = None,
+    ) -> np.ndarray:
+        """Draws (draws x rows) of the expected response, or of new observations.
+
+        Parameters
+        ----------
+        new_data : pandas.DataFrame
+        new_levels : {"error", "population", "sample"}
+            What to do with grouping levels the model has not seen: raise
+            (naming them), use the population mean (group effect 0), or draw
+            the group effect from its fitted distribution (one draw per new
+            level and posterior draw, shared by that level's rows). Unseen
+            *combinations* of seen levels of crossed factors need no policy:
+            each factor contributes its own effect.
+        kind : {"mean", "predictive"}
+            Expected value, or with residual noise added.
+        seed : int, optional
+        """
+        if new_levels not in ("error", "population", "sample"):
+            raise ValueError(f"new_levels must be 'error', 'population' or 'sample', got {new_levels!r}")
+        if kind not in ("mean", "predictive"):
+            raise ValueError(f"kind must be 'mean' or 'predictive', got {kind!r}")
+        nd = new_design(self.design, new_data)
+        if nd.unseen and new_levels == "error":
+            detail = "; ".join(f"{f!r}: {', '.join(map(repr, lv[:5]))}{' ...' if len(lv) > 5 else ''}" for f, lv in nd.unseen.items())
+            raise DataError(
+                f"new data has levels the model has not seen ({detail}); pass new_levels='population' "
+                "(group effect 0) or new_levels='sample' (drawn from the fitted group distribution)"
+            )
+        rng = np.random.default_rng(seed)
+        mu = self._flat("beta") @ nd.X.T
+        for b, block in enumerate(self.design.blocks):
+            code, values = nd.codes[b], nd.values[b]
+            r = self._flat(f"r[{block.factor}]")
+            seen = code >= 0
+            mu[:, seen] += np.einsum("smk,mk->sm", r[:, code[seen], :], values[seen])
+            if new_levels == "sample" and block.factor in nd.unseen:
+                mu += self._new_level_effects(block, nd, b, rng)
+        if kind == "predictive":
+            mu = mu + self._flat("sigma")[:, None] * rng.standard_normal(mu.shape)
+        return mu
+
+    def _new_level_effects(self, block, nd, b: int, rng: np.random.Generator) -> np.ndarray:
+        """Effects of unseen levels drawn from N(0, Sigma) of each posterior draw."""
+        levels = nd.unseen[block.factor]
+        sd = self._flat(f"sd[{block.factor}]")  # (S, k)
+        S, k = sd.shape
+        if f"cor[{block.factor}]" in self._posterior:
+            chol = np.linalg.cholesky(self._flat(f"cor[{block.factor}]") + 1e-12 * np.eye(k))
+        else:
+            chol = np.broadcast_to(np.eye(k), (S, k, k))
+        r_new = np.einsum("sij,suj->sui", chol, rng.standard_normal((S, len(levels), k))) * sd[:, None, :]
+        rows = np.flatnonzero(nd.codes[b] < 0)
+        position = {level: i for i, level in enumerate(levels)}
+        idx = np.array([position[str(key)] for key in nd.keys[b][rows]])
+        out = np.zeros((S, nd.n))
+        out[:, rows] = np.einsum("smk,mk->sm", r_new[:, idx, :], nd.values[b][rows])
+        return out
+
+    def predict(
+        self,
+        new_data: pd.DataFrame,
+        new_levels: NewLevels = "error",
+        kind: Literal["mean", "predictive"] = "mean",
+        prob: float = 0.9,
+        seed: int | None = None,
+    ) -> pd.DataFrame:
+        """Posterior mean, SD and interval per new row (see :meth:`predict_draws`)."""
+        draws = self.predict_draws(new_data, new_levels=new_levels, kind=kind, seed=seed)
+        rows = [_stats(draws[:, i], prob) for i in range(draws.shape[1])]
+        return pd.DataFrame(rows, index=new_data.index)
+
+    # -- text --------------------------------------------------------------------------
+    def summary(self, prob: float = 0.9) -> str:
+        """Priors, fixed effects, variance components and sampler diagnostics."""
+        return "\n".join(
+            [
+                f"Bayesian linear mixed model ({self.sampler}), {self.design.n} observations",
+                f"Formula: {self.design.formula.text}",
+                "",
+                "Priors:",
+                self.priors.table().to_string(index=False),
+                "",
+                "Fixed effects:",
+                self.fixef(prob).to_string(float_format=lambda v: f"{v:.4g}"),
+                "",
+                "Group SDs, correlations and residual SD:",
+                self.varcorr(prob).to_string(index=False, float_format=lambda v: f"{v:.4g}"),
+                "",
+                "Sampler diagnostics:",
+                self.diagnostics.verdict(),
+            ]
+        )
+
+    def __repr__(self) -> str:
+        return self.summary()

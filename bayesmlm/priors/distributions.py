@@ -1,0 +1,177 @@
+"""Prior distributions as small, named, serialisable values.
+
+Each distribution knows its parameters (for TOML), its support (real line,
+positive half-line or correlation matrices) and how to become a PyMC random
+variable. Parameters are checked when the object is made, so a negative scale
+never reaches a sampler.
+
+Examples
+--------
+>>> HalfNormal(50)
+HalfNormal(sigma=50)
+>>> Normal(mu=3000, sigma=2000).params()
+{'mu': 3000.0, 'sigma': 2000.0}
+>>> Normal(0, -1)
+Traceback (most recent call last):
+...
+bayesmlm.errors.PriorError: Normal: sigma must be > 0, got -1.0
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import ClassVar, Literal
+
+import numpy as np
+
+from ..errors import PriorError
+
+__all__ = [
+    "Distribution",
+    "Normal",
+    "StudentT",
+    "HalfNormal",
+    "HalfStudentT",
+    "Exponential",
+    "Gamma",
+    "LogNormal",
+    "LKJ",
+    "DISTRIBUTIONS",
+]
+
+Support = Literal["real", "positive", "correlation"]
+
+
+def _fmt(value: float) -> str:
+    return f"{value:g}" if abs(value) < 1e6 else f"{value:.6g}"
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """Base class: a named family with float parameters."""
+
+    family: ClassVar[str] = ""
+    support: ClassVar[Support] = "real"
+    positive: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+                raise PriorError(f"{self.family}: {f.name} must be a number, got {value!r}")
+            value = float(value)
+            if not math.isfinite(value):
+                raise PriorError(f"{self.family}: {f.name} must be finite, got {value}")
+            if f.name in self.positive and value <= 0:
+                raise PriorError(f"{self.family}: {f.name} must be > 0, got {value}")
+            object.__setattr__(self, f.name, value)
+
+    def params(self) -> dict[str, float]:
+        """Parameters by name, as floats."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={_fmt(v)}" for k, v in self.params().items())
+        return f"{self.family}({inner})"
+
+    __str__ = __repr__
+
+    def pymc_class(self):
+        import pymc as pm
+
+        return getattr(pm, self.family)
+
+    def pymc_kwargs(self) -> dict[str, float]:
+        """Keyword arguments of the PyMC distribution."""
+        return self.params()
+
+
+@dataclass(frozen=True, repr=False)
+class Normal(Distribution):
+    """Normal(mu, sigma) on the real line."""
+
+    mu: float = 0.0
+    sigma: float = 1.0
+    family: ClassVar[str] = "Normal"
+    positive: ClassVar[tuple[str, ...]] = ("sigma",)
+
+
+@dataclass(frozen=True, repr=False)
+class StudentT(Distribution):
+    """Student's t with ``nu`` degrees of freedom, location ``mu``, scale ``sigma``."""
+
+    nu: float = 3.0
+    mu: float = 0.0
+    sigma: float = 1.0
+    family: ClassVar[str] = "StudentT"
+    positive: ClassVar[tuple[str, ...]] = ("nu", "sigma")
+
+
+@dataclass(frozen=True, repr=False)
+class HalfNormal(Distribution):
+    """Half-normal with scale ``sigma`` on the positive half-line."""
+
+    sigma: float = 1.0
+    family: ClassVar[str] = "HalfNormal"
+    support: ClassVar[Support] = "positive"
+    positive: ClassVar[tuple[str, ...]] = ("sigma",)
+
+
+@dataclass(frozen=True, repr=False)
+class HalfStudentT(Distribution):
+    """Half Student's t with ``nu`` degrees of freedom and scale ``sigma``."""
+
+    nu: float = 3.0
+    sigma: float = 1.0
+    family: ClassVar[str] = "HalfStudentT"
+    support: ClassVar[Support] = "positive"
+    positive: ClassVar[tuple[str, ...]] = ("nu", "sigma")
+
+
+@dataclass(frozen=True, repr=False)
+class Exponential(Distribution):
+    """Exponential with rate ``lam`` (mean ``1/lam``)."""
+
+    lam: float = 1.0
+    family: ClassVar[str] = "Exponential"
+    support: ClassVar[Support] = "positive"
+    positive: ClassVar[tuple[str, ...]] = ("lam",)
+
+
+@dataclass(frozen=True, repr=False)
+class Gamma(Distribution):
+    """Gamma with shape ``alpha`` and rate ``beta``."""
+
+    alpha: float = 2.0
+    beta: float = 1.0
+    family: ClassVar[str] = "Gamma"
+    support: ClassVar[Support] = "positive"
+    positive: ClassVar[tuple[str, ...]] = ("alpha", "beta")
+
+
+@dataclass(frozen=True, repr=False)
+class LogNormal(Distribution):
+    """Log-normal: ``log(x) ~ Normal(mu, sigma)``."""
+
+    mu: float = 0.0
+    sigma: float = 1.0
+    family: ClassVar[str] = "LogNormal"
+    support: ClassVar[Support] = "positive"
+    positive: ClassVar[tuple[str, ...]] = ("sigma",)
+
+
+@dataclass(frozen=True, repr=False)
+class LKJ(Distribution):
+    """LKJ prior on a correlation matrix; ``eta=1`` is uniform, larger favours 0."""
+
+    eta: float = 2.0
+    family: ClassVar[str] = "LKJ"
+    support: ClassVar[Support] = "correlation"
+    positive: ClassVar[tuple[str, ...]] = ("eta",)
+
+
+DISTRIBUTIONS: dict[str, type[Distribution]] = {
+    cls.family: cls for cls in (Normal, StudentT, HalfNormal, HalfStudentT, Exponential, Gamma, LogNormal, LKJ)
+}
+"""Every distribution family by name, as written in prior files."""

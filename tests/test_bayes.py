@@ -1,0 +1,178 @@
+"""Bayesian fits: agreement with brms on the same priors, accessors, predictions, warnings.
+
+Two models are compiled (sleepstudy, crossed slopes) and shared by the tests.
+brms oracle tolerances (issue 2/6): posterior means within 0.15 posterior SD and
+5%/95% quantiles within 0.2 posterior SD of brms's, for every parameter brms reports.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayesmlm as bm
+
+from .conftest import REFERENCE, load_data
+
+MODELS = {
+    "sleepstudy_corr": ("sleepstudy", "Reaction ~ Days + (Days | Subject)"),
+    "crossed_slopes": ("crossed_slopes", "rt ~ cond + (cond | subj) + (cond | item)"),
+}
+_POSTS: dict[str, bm.BayesFit] = {}
+
+
+def posterior(case: str) -> bm.BayesFit:
+    if case not in _POSTS:
+        data, formula = MODELS[case]
+        df = load_data(data)
+        priors = bm.priors.load(REFERENCE / "brms_priors" / f"{case}.toml", formula, df)
+        _POSTS[case] = bm.sample(formula, df, priors=priors, draws=1000, chains=4, seed=20261122, progressbar=False)
+    return _POSTS[case]
+
+
+def brms_key(variable: str) -> str:
+    """brms summary names in bayesmlm's vocabulary."""
+    if variable.startswith("b_"):
+        return variable[2:]
+    if m := re.fullmatch(r"sd_(.+?)__(.+)", variable):
+        return f"sd[{m[1]}][{m[2]}]"
+    if m := re.fullmatch(r"cor_(.+?)__(.+?)__(.+)", variable):
+        return f"cor[{m[1]}][{m[2]},{m[3]}]"
+    if m := re.fullmatch(r"r_(.+?)\[(.+),(.+)\]", variable):
+        return f"r[{m[1]}][{m[2]},{m[3]}]"
+    return variable
+
+
+@pytest.mark.parametrize("case", list(MODELS))
+def test_posterior_matches_brms_on_the_same_priors(case: str) -> None:
+    ref = json.loads((REFERENCE / "brms" / f"{case}.json").read_text())
+    post = posterior(case)
+    assert post.diagnostics.ok, post.diagnostics.messages
+    checked = 0
+    for row in ref["summary"]:
+        draws = post.draws(brms_key(row["variable"]))
+        sd = row["sd"]
+        assert abs(draws.mean() - row["mean"]) <= 0.15 * sd, f"mean of {row['variable']}"
+        q5, q95 = np.quantile(draws, [0.05, 0.95])
+        assert abs(q5 - row["5%"]) <= 0.2 * sd, f"5% quantile of {row['variable']}"
+        assert abs(q95 - row["95%"]) <= 0.2 * sd, f"95% quantile of {row['variable']}"
+        checked += 1
+    assert checked == len(ref["summary"]) > 40
+
+
+def test_accessors_have_documented_shapes() -> None:
+    post = posterior("sleepstudy_corr")
+    fixef = post.fixef()
+    assert list(fixef.index) == ["Intercept", "Days"] and list(fixef.columns) == ["mean", "sd", "5%", "95%"]
+    assert list(post.fixef(prob=0.5).columns) == ["mean", "sd", "25%", "75%"]
+    vc = post.varcorr()
+    assert vc.grp.tolist() == ["Subject", "Subject", "Subject", "Residual"]
+    assert list(vc.columns) == ["grp", "var1", "var2", "mean", "sd", "5%", "95%"]
+    ranef = post.ranef()["Subject"]
+    assert ranef.index.names == ["Subject", "term"] and len(ranef) == 36
+    coef = post.coef()["Subject"]
+    sub = "308"
+    assert coef.loc[(sub, "Days"), "mean"] == pytest.approx(fixef.loc["Days", "mean"] + ranef.loc[(sub, "Days"), "mean"])
+    assert post.draws("sd[Subject][Days]").shape == (4000,)
+    assert post.draws("cor[Subject]") == pytest.approx(post.draws("cor[Subject][Intercept,Days]"))
+    with pytest.raises(KeyError, match="no parameter 'sd\\[Subject\\]\\[Weeks\\]'"):
+        post.draws("sd[Subject][Weeks]")
+    groups = set(post.idata.children)
+    assert {"posterior", "sample_stats", "log_likelihood", "observed_data"} <= groups
+    assert post.idata["log_likelihood"]["y"].shape == (4, 1000, 180)
+    assert "Sampler diagnostics" in post.summary()
+
+
+def test_log_likelihood_is_the_gaussian_density_of_each_draw() -> None:
+    post = posterior("sleepstudy_corr")
+    y = load_data("sleepstudy").Reaction.to_numpy()
+    mu = post.predict_draws(load_data("sleepstudy"))
+    sigma = post.draws("sigma")
+    expected = -0.5 * ((y - mu) / sigma[:, None]) ** 2 - np.log(sigma[:, None]) - 0.5 * np.log(2 * np.pi)
+    np.testing.assert_allclose(np.asarray(post.idata["log_likelihood"]["y"]).reshape(4000, -1), expected, rtol=1e-10)
+
+
+def test_predictions_for_seen_and_new_levels() -> None:
+    post = posterior("sleepstudy_corr")
+    new = pd.DataFrame({"Days": [3.0, 3.0], "Subject": ["308", "a-new-subject"]})
+    with pytest.raises(bm.DataError, match="'Subject': 'a-new-subject'.*new_levels='population'"):
+        post.predict(new)
+    seen = post.predict(new.iloc[:1])
+    expected = post.draws("Intercept") + post.draws("r[Subject][308,Intercept]") + 3 * (
+        post.draws("Days") + post.draws("r[Subject][308,Days]")
+    )
+    assert seen.loc[0, "mean"] == pytest.approx(expected.mean())
+    population = post.predict(new, new_levels="population")
+    assert population.loc[1, "mean"] == pytest.approx((post.draws("Intercept") + 3 * post.draws("Days")).mean())
+    sampled = post.predict(new, new_levels="sample", seed=3)
+    assert sampled.loc[1, "sd"] > 2 * population.loc[1, "sd"]  # the group SD adds uncertainty
+    assert sampled.loc[0, "mean"] == pytest.approx(seen.loc[0, "mean"])
+    assert np.array_equal(post.predict_draws(new, "sample", seed=3), post.predict_draws(new, "sample", seed=3))
+    noisy = post.predict(new.iloc[:1], kind="predictive", seed=1)
+    assert noisy.loc[0, "sd"] > seen.loc[0, "sd"]
+
+
+def test_prediction_for_an_unseen_combination_of_crossed_levels() -> None:
+    post = posterior("crossed_slopes")
+    df = load_data("crossed_slopes")
+    assert not ((df.subj == "S01") & (df.item == "I02")).any()
+    new = pd.DataFrame({"subj": ["S01"], "item": ["I02"], "cond": [0.5]})
+    got = post.predict(new)
+    expected = (
+        post.draws("Intercept") + post.draws("r[subj][S01,Intercept]") + post.draws("r[item][I02,Intercept]")
+        + 0.5 * (post.draws("cond") + post.draws("r[subj][S01,cond]") + post.draws("r[item][I02,cond]"))
+    )
+    assert got.loc[0, "mean"] == pytest.approx(expected.mean())
+
+
+def test_prediction_input_errors() -> None:
+    post = posterior("sleepstudy_corr")
+    with pytest.raises(bm.DataError, match="'Days'"):
+        post.predict(pd.DataFrame({"Subject": ["308"]}))
+    with pytest.raises(bm.DataError, match=r"'Days' \(1 missing\)"):
+        post.predict(pd.DataFrame({"Subject": ["308"], "Days": [np.nan]}))
+    with pytest.raises(ValueError, match="new_levels must be"):
+        post.predict(pd.DataFrame({"Subject": ["308"], "Days": [1.0]}), new_levels="zero")
+
+
+def test_default_path_uses_empirical_priors_and_says_so_and_seed_reproduces() -> None:
+    df = load_data("sleepstudy")
+    runs = []
+    for _ in range(2):
+        with pytest.warns(bm.EmpiricalPriorNote, match="no priors given: using empirical priors"):
+            runs.append(bm.sample(MODELS["sleepstudy_corr"][1], df, draws=200, tune=300, chains=2, seed=5, progressbar=False))
+    assert runs[0].priors.meta["method"] == "empirical"
+    np.testing.assert_array_equal(runs[0].draws("sd[Subject][Days]"), runs[1].draws("sd[Subject][Days]"))
+
+
+def test_too_short_a_run_is_reported_with_what_to_do() -> None:
+    df = load_data("sleepstudy")
+    pri = bm.priors.load(REFERENCE / "brms_priors" / "sleepstudy_corr.toml")
+    with pytest.warns(bm.SamplingWarning, match="effective sample size as low as .* draw more"):
+        post = bm.sample(MODELS["sleepstudy_corr"][1], df, priors=pri, draws=20, tune=30, chains=2, seed=1, progressbar=False)
+    assert not post.diagnostics.ok
+
+
+def test_sampler_choice_is_checked() -> None:
+    from bayesmlm.bayes.sample import resolve_sampler
+
+    with pytest.raises(ValueError, match="sampler must be one of nutpie, pymc, numpyro"):
+        resolve_sampler("stan")
+    import importlib.util
+
+    if importlib.util.find_spec("numpyro") is None:
+        with pytest.raises(ValueError, match="pip install numpyro"):
+            resolve_sampler("numpyro")
+
+
+def test_priors_that_do_not_fit_the_model_are_refused_before_sampling(tmp_path: Path) -> None:
+    df = load_data("sleepstudy")
+    pri = bm.priors.load(REFERENCE / "brms_priors" / "sleepstudy_corr.toml")
+    with pytest.raises(bm.PriorError, match="no prior for 'sd\\[Subject\\]\\[Intercept\\]'|is not a parameter"):
+        bm.sample("Reaction ~ Days + (0 + Days | Subject)", df, priors=pri)
