@@ -57,12 +57,22 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from .bayes import sample
+    from .priors import empirical
+
     for name, formula in DEMO_MODELS:
         print(f"=== {name}: {formula}")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             fit = lmer(formula, datasets.load(name))
         _print_fit(fit)
+    name, formula = DEMO_MODELS[0]
+    print(f"=== Bayesian fit of {name} with empirical priors from the lmer fit")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = lmer(formula, datasets.load(name))
+    post = sample(formula, datasets.load(name), priors=empirical(fit), draws=1000, chains=4, seed=1, progressbar=False)
+    print(post.summary())
     return 0
 
 

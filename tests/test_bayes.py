@@ -145,7 +145,8 @@ def test_default_path_uses_empirical_priors_and_says_so_and_seed_reproduces() ->
     df = load_data("sleepstudy")
     runs = []
     for _ in range(2):
-        with pytest.warns(bm.EmpiricalPriorNote, match="no priors given: using empirical priors"):
+        with pytest.warns(bm.EmpiricalPriorNote, match="no priors given: using empirical priors"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", bm.SamplingWarning)  # a deliberately short run
             runs.append(bm.sample(MODELS["sleepstudy_corr"][1], df, draws=200, tune=300, chains=2, seed=5, progressbar=False))
     assert runs[0].priors.meta["method"] == "empirical"
     np.testing.assert_array_equal(runs[0].draws("sd[Subject][Days]"), runs[1].draws("sd[Subject][Days]"))
@@ -176,3 +177,14 @@ def test_priors_that_do_not_fit_the_model_are_refused_before_sampling(tmp_path: 
     pri = bm.priors.load(REFERENCE / "brms_priors" / "sleepstudy_corr.toml")
     with pytest.raises(bm.PriorError, match="no prior for 'sd\\[Subject\\]\\[Intercept\\]'|is not a parameter"):
         bm.sample("Reaction ~ Days + (0 + Days | Subject)", df, priors=pri)
+
+
+def test_pymc_sampler_is_selectable() -> None:
+    df = load_data("sleepstudy")
+    pri = bm.priors.load(REFERENCE / "brms_priors" / "sleepstudy_corr.toml")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bm.SamplingWarning)  # a short run
+        post = bm.sample(MODELS["sleepstudy_corr"][1], df, priors=pri, draws=100, tune=200, chains=2, seed=2, sampler="pymc", progressbar=False)
+    assert post.sampler == "pymc"
+    assert post.draws("sigma").shape == (200,)
+    assert abs(post.draws("Days").mean() - 10.45) < 3 * 1.73  # brms: mean 10.45, sd 1.73

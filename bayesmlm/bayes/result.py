@@ -258,6 +258,7 @@ class BayesFit:
                 "",
                 "Priors:",
                 self.priors.table().to_string(index=False),
+                *[f"Note: {note}" for note in self.priors.notes()],
                 "",
                 "Fixed effects:",
                 self.fixef(prob).to_string(float_format=lambda v: f"{v:.4g}"),
