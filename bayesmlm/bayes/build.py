@@ -30,7 +30,7 @@ from ..design import Design, FactorBlock
 from ..priors.distributions import Distribution
 from ..priors.spec import PriorSpec, correlation_key
 
-__all__ = ["build_model", "model_coords", "col_dim", "col_dim_b"]
+__all__ = ["build_model", "model_coords", "col_dim", "col_dim_b", "block_scale", "vector_rv", "sigma_rv"]
 
 
 def col_dim(factor: str) -> str:
@@ -67,8 +67,15 @@ def vector_rv(name: str, dists: list[Distribution], dims: str):
     return pm.Deterministic(name, pt.stack(parts), dims=dims)
 
 
-def _block_effects(block: FactorBlock, priors: PriorSpec):
-    """Random effects of one factor, non-centred; returns r[F] (levels x columns)."""
+def block_scale(block: FactorBlock, priors: PriorSpec):
+    """SDs and correlation Cholesky factor of one factor's effects.
+
+    Returns ``(sd, L)``: the vector of SDs (one per column, each with its own
+    prior) and the lower-triangular ``L`` with ``L L'`` the correlation matrix
+    (LKJ factors on correlated groups, identity between ``||`` columns). The
+    Cholesky factor of the effects' covariance is ``diag(sd) L``. Registers
+    ``sd[F]`` and, when there are correlations, ``cor[F]``.
+    """
     F, k = block.factor, block.n_cols
     sd = vector_rv(f"sd[{F}]", [priors[f"sd[{F}][{c}]"] for c in block.columns], dims=col_dim(F))
     L = pt.eye(k)
@@ -82,8 +89,19 @@ def _block_effects(block: FactorBlock, priors: PriorSpec):
         L = pt.set_subtensor(L[idx[:, None], idx[None, :]], chol)
     if multi:
         pm.Deterministic(f"cor[{F}]", L @ L.T, dims=(col_dim(F), col_dim_b(F)))
-    z = pm.Normal(f"z[{F}]", 0.0, 1.0, dims=(F, col_dim(F)))
-    return pm.Deterministic(f"r[{F}]", pt.dot(z, L.T) * sd, dims=(F, col_dim(F)))
+    return sd, L
+
+
+def _block_effects(block: FactorBlock, priors: PriorSpec):
+    """Random effects of one factor, non-centred; returns r[F] (levels x columns)."""
+    sd, L = block_scale(block, priors)
+    z = pm.Normal(f"z[{block.factor}]", 0.0, 1.0, dims=(block.factor, col_dim(block.factor)))
+    return pm.Deterministic(f"r[{block.factor}]", pt.dot(z, L.T) * sd, dims=(block.factor, col_dim(block.factor)))
+
+
+def sigma_rv(priors: PriorSpec):
+    """The residual SD with its prior."""
+    return priors["sigma"].pymc_class()("sigma", **priors["sigma"].params())
 
 
 def build_model(design: Design, priors: PriorSpec) -> pm.Model:
@@ -102,6 +120,6 @@ def build_model(design: Design, priors: PriorSpec) -> pm.Model:
         for block in design.blocks:
             r = _block_effects(block, priors)
             mu = mu + (block.values * r[block.codes]).sum(axis=1)
-        sigma = priors["sigma"].pymc_class()("sigma", **priors["sigma"].params())
+        sigma = sigma_rv(priors)
         pm.Normal("y", mu=mu, sigma=sigma, observed=design.y, dims="obs")
     return model

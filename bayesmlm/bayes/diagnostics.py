@@ -83,7 +83,8 @@ def diagnose(idata, var_names: list[str]) -> Diagnostics:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # R-hat of a correlation's constant diagonal
         table = az.summary(idata, var_names=var_names, kind="diagnostics", round_to="none")
-    table = table[np.isfinite(table["r_hat"])]  # constant entries (a correlation's diagonal)
+    diagonal = table.index.str.match(r"^cor\[.*\]\[(.+), \1\]$")
+    table = table[np.isfinite(table["r_hat"]) & ~diagonal]  # a correlation matrix's constant diagonal
     max_rhat = float(table["r_hat"].max())
     min_bulk = float(table["ess_bulk"].min())
     min_tail = float(table["ess_tail"].min())

@@ -58,14 +58,27 @@ class BayesFit:
     priors : PriorSpec
     diagnostics : Diagnostics
     sampler : str
+    method : str
+        ``"collapsed"`` or ``"full"``; ``method_note`` says why.
     """
 
-    def __init__(self, idata, design: Design, priors: PriorSpec, diagnostics: Diagnostics, sampler: str):
+    def __init__(
+        self,
+        idata,
+        design: Design,
+        priors: PriorSpec,
+        diagnostics: Diagnostics,
+        sampler: str,
+        method: str = "full",
+        method_note: str = "",
+    ):
         self.idata = idata
         self.design = design
         self.priors = priors
         self.diagnostics = diagnostics
         self.sampler = sampler
+        self.method = method
+        self.method_note = method_note
 
     # -- draws -----------------------------------------------------------------------
     @property
@@ -253,7 +266,7 @@ class BayesFit:
         """Priors, fixed effects, variance components and sampler diagnostics."""
         return "\n".join(
             [
-                f"Bayesian linear mixed model ({self.sampler}), {self.design.n} observations",
+                f"Bayesian linear mixed model ({self.sampler}, {self.method_note}), {self.design.n} observations",
                 f"Formula: {self.design.formula.text}",
                 "",
                 "Priors:",

@@ -27,11 +27,35 @@ from ..priors import io as prior_io
 from ..priors.rules import default_for_design, empirical, warn_if_same_data
 from ..priors.spec import PriorSpec
 from .build import build_model
+from .collapsed import COLLAPSED_LIMIT, build_collapsed_model, draw_effects
 from .diagnostics import diagnose, warn_on_problems
 from .loglik import pointwise_loglik
 from .result import BayesFit
 
-__all__ = ["sample", "resolve_sampler", "SAMPLERS"]
+__all__ = ["sample", "resolve_sampler", "resolve_method", "SAMPLERS", "LOGLIK_MAX_VALUES"]
+
+LOGLIK_MAX_VALUES = 50_000_000
+"""Pointwise log-likelihood is stored automatically up to this many (draws x rows) values."""
+Method = Literal["auto", "collapsed", "full"]
+
+
+def resolve_method(method: str, design) -> tuple[str, str]:
+    """The sampling method to use and why.
+
+    ``auto`` integrates the group effects out (collapsed) when there are at
+    most ``COLLAPSED_LIMIT`` random plus fixed effects, whose dense algebra
+    stays cheap, and samples the non-centred model otherwise.
+    """
+    size = design.q + design.p
+    if method == "auto":
+        if size <= COLLAPSED_LIMIT:
+            return "collapsed", f"collapsed: {size} effects integrated out exactly, NUTS over the variance parameters"
+        return "full", f"full non-centred model: {size} effects exceed the collapsed limit of {COLLAPSED_LIMIT}"
+    if method == "collapsed":
+        return "collapsed", "collapsed (requested)"
+    if method == "full":
+        return "full", "full non-centred model (requested)"
+    raise ValueError(f"method must be 'auto', 'collapsed' or 'full', got {method!r}")
 
 SAMPLERS = ("nutpie", "pymc", "numpyro")
 NUTS_OPTIONS: dict[str, dict] = {"nutpie": {"adaptation": "low_rank"}}
@@ -95,7 +119,8 @@ def sample(
     sampler: Sampler = "nutpie",
     target_accept: float = 0.8,
     progressbar: bool = True,
-    log_likelihood: bool = True,
+    method: Method = "auto",
+    log_likelihood: bool | None = None,
     na_action: NaAction = "error",
     freq: FreqFit | None = None,
 ) -> BayesFit:
@@ -118,8 +143,16 @@ def sample(
     target_accept : float
         NUTS target acceptance; raise it (0.95, 0.99) when there are divergences.
     progressbar : bool
-    log_likelihood : bool
-        Store the pointwise log-likelihood (for LOO).
+    method : {"auto", "collapsed", "full"}
+        ``collapsed`` integrates the group and (under normal priors) fixed
+        effects out of the likelihood and runs NUTS over the variance
+        parameters only, then draws the effects exactly for every draw; its
+        cost per step does not depend on the number of rows. ``full`` samples
+        the non-centred model. ``auto`` (default) is ``collapsed`` for models
+        with at most ``COLLAPSED_LIMIT`` random plus fixed effects.
+    log_likelihood : bool, optional
+        Store the pointwise log-likelihood (for LOO); by default only while it
+        stays below ``LOGLIK_MAX_VALUES`` values (draws x rows).
     na_action : {"error", "drop"}
     freq : FreqFit, optional
         An lmer fit of the same model to reuse for empirical priors.
@@ -139,7 +172,11 @@ def sample(
     sampler = resolve_sampler(sampler)
     design = build_design(formula, data, na_action=na_action)
     spec = _resolve_priors(priors, design, freq)
-    model = build_model(design, spec)
+    method, method_note = resolve_method(method, design)
+    if method == "collapsed":
+        model, plan = build_collapsed_model(design, spec)
+    else:
+        model = build_model(design, spec)
     with model, warnings.catch_warnings():
         # PyTensor's C backend warns that it found no BLAS; the sampler runs on its Numba backend
         warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
@@ -154,10 +191,17 @@ def sample(
             nuts={"target_accept": target_accept, **NUTS_OPTIONS.get(sampler, {})},
             compute_convergence_checks=False,
         )
+    if method == "collapsed":
+        posterior = idata["posterior"].to_dataset()
+        effects = draw_effects(posterior, design, plan, spec, seed=None if seed is None else seed + 1)
+        idata["posterior"] = xr.DataTree(posterior.merge(effects).assign_attrs(posterior.attrs))
+        idata["observed_data"] = xr.DataTree(xr.Dataset({"y": (("obs",), design.y)}))
+    if log_likelihood is None:
+        log_likelihood = draws * chains * design.n <= LOGLIK_MAX_VALUES
     if log_likelihood:
         idata["log_likelihood"] = xr.DataTree(pointwise_loglik(idata["posterior"].dataset, design))
     names = ["beta", "sigma"] + [v for b in design.blocks for v in (f"sd[{b.factor}]", f"r[{b.factor}]")]
     names += [v for v in idata["posterior"].data_vars if v.startswith("cor[")]
     diagnostics = diagnose(idata, names)
     warn_on_problems(diagnostics)
-    return BayesFit(idata, design, spec, diagnostics, sampler)
+    return BayesFit(idata, design, spec, diagnostics, sampler, method, method_note)
