@@ -82,9 +82,9 @@ class Distribution:
 
         return getattr(pm, self.family)
 
-    def pymc_kwargs(self) -> dict[str, float]:
-        """Keyword arguments of the PyMC distribution."""
-        return self.params()
+    def draw(self, rng: np.random.Generator, size: int | None = None, dim: int = 2):
+        """Random draws with NumPy (``dim``: matrix size, LKJ only)."""
+        raise NotImplementedError
 
 
 @dataclass(frozen=True, repr=False)
@@ -95,6 +95,9 @@ class Normal(Distribution):
     sigma: float = 1.0
     family: ClassVar[str] = "Normal"
     positive: ClassVar[tuple[str, ...]] = ("sigma",)
+
+    def draw(self, rng, size=None, dim=2):
+        return rng.normal(self.mu, self.sigma, size)
 
 
 @dataclass(frozen=True, repr=False)
@@ -107,6 +110,9 @@ class StudentT(Distribution):
     family: ClassVar[str] = "StudentT"
     positive: ClassVar[tuple[str, ...]] = ("nu", "sigma")
 
+    def draw(self, rng, size=None, dim=2):
+        return self.mu + self.sigma * rng.standard_t(self.nu, size)
+
 
 @dataclass(frozen=True, repr=False)
 class HalfNormal(Distribution):
@@ -116,6 +122,9 @@ class HalfNormal(Distribution):
     family: ClassVar[str] = "HalfNormal"
     support: ClassVar[Support] = "positive"
     positive: ClassVar[tuple[str, ...]] = ("sigma",)
+
+    def draw(self, rng, size=None, dim=2):
+        return np.abs(rng.normal(0.0, self.sigma, size))
 
 
 @dataclass(frozen=True, repr=False)
@@ -128,6 +137,9 @@ class HalfStudentT(Distribution):
     support: ClassVar[Support] = "positive"
     positive: ClassVar[tuple[str, ...]] = ("nu", "sigma")
 
+    def draw(self, rng, size=None, dim=2):
+        return np.abs(self.sigma * rng.standard_t(self.nu, size))
+
 
 @dataclass(frozen=True, repr=False)
 class Exponential(Distribution):
@@ -137,6 +149,9 @@ class Exponential(Distribution):
     family: ClassVar[str] = "Exponential"
     support: ClassVar[Support] = "positive"
     positive: ClassVar[tuple[str, ...]] = ("lam",)
+
+    def draw(self, rng, size=None, dim=2):
+        return rng.exponential(1.0 / self.lam, size)
 
 
 @dataclass(frozen=True, repr=False)
@@ -149,6 +164,9 @@ class Gamma(Distribution):
     support: ClassVar[Support] = "positive"
     positive: ClassVar[tuple[str, ...]] = ("alpha", "beta")
 
+    def draw(self, rng, size=None, dim=2):
+        return rng.gamma(self.alpha, 1.0 / self.beta, size)
+
 
 @dataclass(frozen=True, repr=False)
 class LogNormal(Distribution):
@@ -160,6 +178,9 @@ class LogNormal(Distribution):
     support: ClassVar[Support] = "positive"
     positive: ClassVar[tuple[str, ...]] = ("sigma",)
 
+    def draw(self, rng, size=None, dim=2):
+        return rng.lognormal(self.mu, self.sigma, size)
+
 
 @dataclass(frozen=True, repr=False)
 class LKJ(Distribution):
@@ -169,6 +190,15 @@ class LKJ(Distribution):
     family: ClassVar[str] = "LKJ"
     support: ClassVar[Support] = "correlation"
     positive: ClassVar[tuple[str, ...]] = ("eta",)
+
+    def draw(self, rng, size=None, dim=2):
+        """One correlation matrix, or ``size`` of them stacked, drawn by PyMC."""
+        import pymc as pm
+
+        chol = pm.draw(pm.LKJCorr.dist(n=dim, eta=self.eta), draws=1 if size is None else size, random_seed=rng)
+        if size == 1:
+            chol = chol[None]  # pm.draw drops the draws axis for a single draw
+        return chol @ np.swapaxes(chol, -1, -2)
 
 
 DISTRIBUTIONS: dict[str, type[Distribution]] = {
