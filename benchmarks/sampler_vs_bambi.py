@@ -12,6 +12,7 @@ Usage::
 
     .venv/bin/pip install -e ".[bench]"     # Bambi, for benchmarks only
     .venv/bin/python benchmarks/sampler_vs_bambi.py [--rows 5000 100000 1000000] [--bambi-max-rows 5000]
+        [--sampler nutpie|numpyro]
 
 Bambi took 430 s at 100,000 rows when measured here, and did not finish 1,000,000 rows in
 25 minutes; by default it runs only up to ``--bambi-max-rows``.
@@ -31,7 +32,7 @@ import warnings
 FORMULA = "TotSales ~ Wk + (Wk | Description) + (Wk | MerGroup)"
 
 
-def run_one(tool: str, rows: int, draws: int, tune: int, chains: int) -> dict:
+def run_one(tool: str, rows: int, draws: int, tune: int, chains: int, sampler: str = "nutpie") -> dict:
     """One fit in this process (child mode); prints a JSON line."""
     warnings.simplefilter("ignore")
     start = time.perf_counter()
@@ -42,7 +43,7 @@ def run_one(tool: str, rows: int, draws: int, tune: int, chains: int) -> dict:
     df = bm.datasets.simulate_retail(rows, seed=1)
     data_ready = time.perf_counter()
     if tool == "bayesmlm":
-        post = bm.sample(FORMULA, df, draws=draws, tune=tune, chains=chains, seed=1, progressbar=False)
+        post = bm.sample(FORMULA, df, draws=draws, tune=tune, chains=chains, seed=1, progressbar=False, sampler=sampler)
         min_ess = post.diagnostics.min_ess_bulk
         extra = {"method": post.method}
     else:
@@ -63,7 +64,7 @@ def child(tool: str, rows: int, cold: bool, args) -> dict:
     if cold:
         env["PYTENSOR_FLAGS"] = f"compiledir={tempfile.mkdtemp(prefix='pytensor-cold-')}"
     cmd = [sys.executable, __file__, "--one", tool, str(rows), "--draws", str(args.draws), "--tune", str(args.tune),
-           "--chains", str(args.chains)]
+           "--chains", str(args.chains), "--sampler", args.sampler]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if out.returncode != 0:
         return {"tool": tool, "rows": rows, "error": (out.stderr.strip().splitlines() or ["?"])[-1]}
@@ -77,10 +78,11 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--tune", type=int, default=1000)
     parser.add_argument("--chains", type=int, default=2)
+    parser.add_argument("--sampler", default="nutpie", choices=["nutpie", "numpyro", "pymc"], help="bayesmlm's sampler")
     parser.add_argument("--one", nargs=2, metavar=("TOOL", "ROWS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.one[0], int(args.one[1]), args.draws, args.tune, args.chains)))
+        print(json.dumps(run_one(args.one[0], int(args.one[1]), args.draws, args.tune, args.chains, args.sampler)))
         return
     try:
         import bambi  # noqa: F401
@@ -89,7 +91,7 @@ def main() -> None:
     except ImportError:
         have_bambi = False
         print("Bambi is not installed (pip install -e '.[bench]'); printing bayesmlm only")
-    print(f"{FORMULA}; {args.chains} chains x {args.draws} draws after {args.tune} tune\n")
+    print(f"{FORMULA}; {args.chains} chains x {args.draws} draws after {args.tune} tune; bayesmlm sampler {args.sampler}\n")
     header = f"{'rows':>9s} {'cache':5s} {'tool':9s} {'wall s':>8s} {'min ESS':>8s} {'ESS/s':>8s} {'ratio':>8s}"
     print(header)
     print("-" * len(header))

@@ -29,6 +29,7 @@ from ..design import Design
 from ..priors.spec import PriorSpec, correlation_key
 from ..stats import SufficientStats
 from .collapsed import build_collapsed_model, draw_effects
+from .sample import quiet_blas_warning
 
 __all__ = ["simulate_from_prior", "sbc", "rank_uniformity"]
 
@@ -78,7 +79,8 @@ def sbc(
 
     rng = np.random.default_rng(seed)
     model, plan = build_collapsed_model(design, priors)
-    compiled = nutpie.compile_pymc_model(model)
+    with quiet_blas_warning():
+        compiled = nutpie.compile_pymc_model(model)
     keep = np.linspace(0, draws * chains - 1, ranks_of).round().astype(int)
     rows = []
     for rep in range(replications):

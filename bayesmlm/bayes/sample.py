@@ -8,6 +8,7 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import warnings
@@ -61,6 +62,14 @@ SAMPLERS = ("nutpie", "pymc", "numpyro")
 NUTS_OPTIONS: dict[str, dict] = {"nutpie": {"adaptation": "low_rank"}}
 """Per-sampler options: nutpie's low-rank mass matrix mixes the intercept of crossed designs far better."""
 Sampler = Literal["nutpie", "pymc", "numpyro"]
+
+
+@contextlib.contextmanager
+def quiet_blas_warning():
+    """Hide PyTensor's "could not link to a BLAS" warning: the samplers use its Numba backend."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
+        yield
 
 
 def resolve_sampler(sampler: str) -> str:
@@ -177,9 +186,7 @@ def sample(
         model, plan = build_collapsed_model(design, spec)
     else:
         model = build_model(design, spec)
-    with model, warnings.catch_warnings():
-        # PyTensor's C backend warns that it found no BLAS; the sampler runs on its Numba backend
-        warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
+    with model, quiet_blas_warning():
         idata = pm.sample(
             draws=draws,
             tune=tune,
