@@ -29,6 +29,7 @@ from ..design import Design
 from ..priors.spec import PriorSpec, correlation_key
 from ..stats import SufficientStats
 from .collapsed import build_collapsed_model, draw_effects
+from .draws import locate
 from .sample import quiet_blas_warning
 
 __all__ = ["simulate_from_prior", "sbc", "rank_uniformity"]
@@ -99,22 +100,11 @@ def sbc(
         posterior = posterior.merge(draw_effects(posterior, design, dataclasses.replace(plan, stats=stats), priors, seed=rep))
         ranks = {}
         for key, value in truth.items():
-            flat = _draws(posterior, design, key)
+            var, sel = locate(design, posterior, key)
+            flat = np.asarray(posterior[var].sel(sel)).reshape(-1)
             ranks[key] = int(np.sum(flat[keep] < value))
         rows.append(ranks)
     return pd.DataFrame(rows)
-
-
-def _draws(posterior, design: Design, key: str) -> np.ndarray:
-    if key == "sigma":
-        return np.asarray(posterior["sigma"]).reshape(-1)
-    if key in design.fixed_names:
-        return np.asarray(posterior["beta"].sel(fixed=key)).reshape(-1)
-    kind, factor, inner = key[: key.index("[")], key[key.index("[") + 1 : key.index("]")], key[key.index("]") + 2 : -1]
-    if kind == "sd":
-        return np.asarray(posterior[f"sd[{factor}]"].sel({f"{factor}__col": inner})).reshape(-1)
-    a, b = inner.split(",")
-    return np.asarray(posterior[f"cor[{factor}]"].sel({f"{factor}__col": a, f"{factor}__col_b": b})).reshape(-1)
 
 
 def rank_uniformity(ranks: pd.DataFrame, ranks_of: int = 99, bins: int = 10) -> pd.Series:

@@ -41,10 +41,12 @@ import pytensor.tensor as pt
 import xarray as xr
 
 from ..design import Design
+from ..freq.theta import ThetaLayout
 from ..priors.distributions import Normal
 from ..priors.spec import PriorSpec
 from ..stats import SufficientStats
 from .build import block_scale, col_dim, model_coords, sigma_rv, vector_rv
+from .draws import correlation_factors, stack_chains
 
 __all__ = ["COLLAPSED_LIMIT", "CollapsedPlan", "build_collapsed_model", "draw_effects"]
 
@@ -73,6 +75,8 @@ class CollapsedPlan:
     entry : list of ndarray
         Per block, which free template entry fills each position.
     stats : SufficientStats
+    layout : ThetaLayout
+        The free template entries of each block.
     """
 
     integrate_beta: bool
@@ -80,31 +84,12 @@ class CollapsedPlan:
     cols: np.ndarray
     entry: list[np.ndarray]
     stats: SufficientStats
+    layout: ThetaLayout
 
 
-def _scatter(design: Design) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-    rows, cols, entry = [], [], []
-    offset = 0
-    for block in design.blocks:
-        p, levels = block.n_cols, block.n_levels
-        starts = offset + p * np.arange(levels)
-        r, c, e = [], [], []
-        for t, (i, j) in enumerate(block.free):
-            r.append(starts + i)
-            c.append(starts + j)
-            e.append(np.full(levels, t))
-        rows.append(np.concatenate(r))
-        cols.append(np.concatenate(c))
-        entry.append(np.concatenate(e))
-        offset += p * levels
-    return np.concatenate(rows), np.concatenate(cols), entry
-
-
-def _free_entries(T, block) -> object:
-    """The free template entries of a block, in ``block.free`` order."""
-    rows = [i for i, _ in block.free]
-    cols = [j for _, j in block.free]
-    return T[rows, cols]
+def _free_entries(T, free) -> object:
+    """The free entries of a template, in ``free`` order."""
+    return T[[i for i, _ in free], [j for _, j in free]]
 
 
 def build_collapsed_model(
@@ -114,8 +99,9 @@ def build_collapsed_model(
     priors.check(design)
     stats = stats or SufficientStats.from_arrays(design.X, design.Z, design.y)
     integrate_beta = all(isinstance(priors[name], Normal) for name in design.fixed_names)
-    rows, cols, entry = _scatter(design)
-    plan = CollapsedPlan(integrate_beta, rows, cols, entry, stats)
+    layout = ThetaLayout.from_design(design)
+    rows, cols, entry = layout.lambda_positions([b.n_levels for b in design.blocks])
+    plan = CollapsedPlan(integrate_beta, rows, cols, entry, stats, layout)
     q, p, n = design.q, design.p, stats.n
     coords = {k: v for k, v in model_coords(design).items() if k != "obs"}
     with pm.Model(coords=coords) as model:
@@ -128,10 +114,10 @@ def build_collapsed_model(
         nobs = pm.Data("nobs", np.float64(n))
         sigma = sigma_rv(priors)
         values = []
-        for block, e in zip(design.blocks, entry):
+        for block, free, e in zip(design.blocks, layout.free, entry):
             sd, L = block_scale(block, priors)
             T = (sd[:, None] * L) / sigma  # relative Cholesky factor of the block's covariance
-            values.append(_free_entries(T, block)[e])
+            values.append(_free_entries(T, free)[e])
         lam = pt.set_subtensor(pt.zeros((q, q))[rows, cols], pt.concatenate(values))
         M = pt.dot(lam.T, pt.dot(ZtZ, lam)) + pt.eye(q)
         if integrate_beta:
@@ -167,18 +153,13 @@ def build_collapsed_model(
     return model, plan
 
 
-def _templates(post: xr.Dataset, design: Design, flat) -> list[np.ndarray]:
+def _templates(post: xr.Dataset, design: Design) -> list[np.ndarray]:
     """(draws, k, k) relative Cholesky factor of every block's covariance."""
-    sigma = flat("sigma")
-    out = []
-    for block in design.blocks:
-        sd = flat(f"sd[{block.factor}]")
-        if f"cor[{block.factor}]" in post:
-            L = np.linalg.cholesky(flat(f"cor[{block.factor}]") + 1e-12 * np.eye(block.n_cols))
-        else:
-            L = np.broadcast_to(np.eye(block.n_cols), (len(sigma), block.n_cols, block.n_cols))
-        out.append(sd[:, :, None] * L / sigma[:, None, None])
-    return out
+    sigma = stack_chains(post, "sigma")
+    return [
+        stack_chains(post, f"sd[{block.factor}]")[:, :, None] * correlation_factors(post, block) / sigma[:, None, None]
+        for block in design.blocks
+    ]
 
 
 def draw_effects(posterior: xr.Dataset, design: Design, plan: CollapsedPlan, priors: PriorSpec, seed=None, chunk: int = 250) -> xr.Dataset:
@@ -190,28 +171,23 @@ def draw_effects(posterior: xr.Dataset, design: Design, plan: CollapsedPlan, pri
     rng = np.random.default_rng(seed)
     chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
     S = chains * draws
-
-    def flat(v):
-        a = np.asarray(posterior[v])
-        return a.reshape(S, *a.shape[2:])
-
     stats, q, p = plan.stats, design.q, design.p
     ZtZ = stats.ZtZ.toarray()
-    sigma = flat("sigma")
-    templates = _templates(posterior, design, flat)
+    sigma = stack_chains(posterior, "sigma")
+    templates = _templates(posterior, design)
     if plan.integrate_beta:
         m = np.array([priors[name].mu for name in design.fixed_names])
         s2 = np.array([priors[name].sigma for name in design.fixed_names]) ** 2
     else:
-        beta_draws = flat("beta")
+        beta_draws = stack_chains(posterior, "beta")
     b_all = np.empty((S, q))
     beta_all = np.empty((S, p))
     block_of_row = np.searchsorted(design.offsets, plan.rows, side="right") - 1
     for start in range(0, S, chunk):
         idx = np.arange(start, min(start + chunk, S))
         lam = np.zeros((len(idx), q, q))
-        for k, (block, e) in enumerate(zip(design.blocks, plan.entry)):
-            free_rows, free_cols = zip(*block.free)
+        for k, (free, e) in enumerate(zip(plan.layout.free, plan.entry)):
+            free_rows, free_cols = zip(*free)
             entries = templates[k][idx][:, list(free_rows), list(free_cols)]  # (chunk, n_free)
             mask = block_of_row == k
             lam[:, plan.rows[mask], plan.cols[mask]] = entries[:, e]

@@ -19,6 +19,7 @@ import numpy as np
 import xarray as xr
 
 from ..design import Design
+from .draws import stack_chains
 
 __all__ = ["pointwise_loglik", "normal_logpdf"]
 
@@ -34,9 +35,8 @@ def normal_logpdf(y: np.ndarray, mu: np.ndarray, sigma) -> np.ndarray:
 def pointwise_loglik(posterior: xr.Dataset, design: Design, chunk_draws: int = 200) -> xr.Dataset:
     """``log p(y_i | draw)`` for all draws and observations, as a Dataset."""
     chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
-    flat = lambda v: np.asarray(posterior[v]).reshape(chains * draws, *posterior[v].shape[2:])  # noqa: E731
-    beta, sigma = flat("beta"), flat("sigma")
-    effects = [flat(f"r[{b.factor}]") for b in design.blocks]
+    beta, sigma = stack_chains(posterior, "beta"), stack_chains(posterior, "sigma")
+    effects = [stack_chains(posterior, f"r[{b.factor}]") for b in design.blocks]
     out = np.empty((chains * draws, design.n))
     for start in range(0, chains * draws, chunk_draws):
         s = slice(start, start + chunk_draws)

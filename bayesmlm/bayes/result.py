@@ -15,7 +15,6 @@ Examples
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
 import numpy as np
@@ -25,8 +24,8 @@ from ..design import Design
 from ..errors import DataError
 from ..newdata import new_design
 from ..priors.spec import PriorSpec
-from .build import col_dim, col_dim_b
 from .diagnostics import Diagnostics
+from .draws import correlation_factors, locate, stack_chains
 
 __all__ = ["BayesFit", "interval_columns"]
 
@@ -87,33 +86,10 @@ class BayesFit:
 
     def _flat(self, var: str) -> np.ndarray:
         """(draws, ...) array of one posterior variable, chains stacked."""
-        values = np.asarray(self._posterior[var])
-        return values.reshape(-1, *values.shape[2:])
+        return stack_chains(self._posterior, var)
 
     def _locate(self, key: str) -> tuple[str, dict]:
-        if key == "sigma":
-            return "sigma", {}
-        if key in self.design.fixed_names:
-            return "beta", {"fixed": key}
-        match = re.fullmatch(r"(sd|cor|r)\[([^\]]+)\](?:\[(.+)\])?", key)
-        if match:
-            kind, factor, inner = match.groups()
-            if factor in [b.factor for b in self.design.blocks]:
-                block = self.design.block(factor)
-                if kind == "sd" and inner in block.columns:
-                    return f"sd[{factor}]", {col_dim(factor): inner}
-                if kind == "cor" and f"cor[{factor}]" in self._posterior:
-                    pair = inner.split(",") if inner else [block.columns[g[i]] for g in block.groups if len(g) == 2 for i in (0, 1)]
-                    if len(pair) == 2 and all(p.strip() in block.columns for p in pair):
-                        return f"cor[{factor}]", {col_dim(factor): pair[0].strip(), col_dim_b(factor): pair[1].strip()}
-                if kind == "r" and inner and "," in inner:
-                    level, col = inner.rsplit(",", 1)
-                    if level in block.levels and col in block.columns:
-                        return f"r[{factor}]", {factor: level, col_dim(factor): col}
-        raise KeyError(
-            f"no parameter {key!r}; use a fixed-effect name ({', '.join(self.design.fixed_names)}), "
-            "sd[factor][column], cor[factor][a,b], r[factor][level,column] or sigma"
-        )
+        return locate(self.design, self._posterior, key)
 
     def draws(self, key: str) -> np.ndarray:
         """All posterior draws of one parameter, chains concatenated.
@@ -236,10 +212,7 @@ class BayesFit:
         levels = nd.unseen[block.factor]
         sd = self._flat(f"sd[{block.factor}]")  # (S, k)
         S, k = sd.shape
-        if f"cor[{block.factor}]" in self._posterior:
-            chol = np.linalg.cholesky(self._flat(f"cor[{block.factor}]") + 1e-12 * np.eye(k))
-        else:
-            chol = np.broadcast_to(np.eye(k), (S, k, k))
+        chol = correlation_factors(self._posterior, block)
         r_new = np.einsum("sij,suj->sui", chol, rng.standard_normal((S, len(levels), k))) * sd[:, None, :]
         rows = np.flatnonzero(nd.codes[b] < 0)
         position = {level: i for i, level in enumerate(levels)}

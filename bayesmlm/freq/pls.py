@@ -163,18 +163,10 @@ class ProfiledDeviance:
 
     def _lambda_scatter(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Positions in the dense Lambda of every theta entry (rows, cols, theta index)."""
-        rows, cols, index = [], [], []
-        offset = 0
+        rows, cols, entry = self.layout.lambda_positions(self.levels, self._rest_blocks)
         theta_offsets = self.layout.offsets
-        for k in self._rest_blocks:
-            size, n_levels = self.layout.sizes[k], self.levels[k]
-            starts = offset + size * np.arange(n_levels)
-            for t, (i, j) in enumerate(self.layout.free[k]):
-                rows.append(starts + i)
-                cols.append(starts + j)
-                index.append(np.full(n_levels, theta_offsets[k] + t))
-            offset += size * n_levels
-        return np.concatenate(rows), np.concatenate(cols), np.concatenate(index)
+        index = np.concatenate([e + theta_offsets[k] for k, e in zip(self._rest_blocks, entry)])
+        return rows, cols, index
 
     @classmethod
     def from_design(cls, design: Design, reml: bool = True, stats: SufficientStats | None = None) -> "ProfiledDeviance":

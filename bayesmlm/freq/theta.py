@@ -81,3 +81,31 @@ class ThetaLayout:
     def from_templates(self, templates: list[np.ndarray]) -> np.ndarray:
         """Inverse of :meth:`templates`."""
         return np.concatenate([T[tuple(zip(*free))] for T, free in zip(templates, self.free)])
+
+    def lambda_positions(self, levels: list[int], blocks: list[int] | None = None):
+        """Where each free template entry sits in the block-diagonal Lambda.
+
+        Parameters
+        ----------
+        levels : list of int
+            Number of levels of every block.
+        blocks : list of int, optional
+            The blocks laid out, in order, from row 0 (all by default).
+
+        Returns
+        -------
+        rows, cols : ndarray
+            Positions in Lambda, block after block, level-major within a block.
+        entry : list of ndarray
+            Per laid-out block, which of its ``free`` entries fills each position.
+        """
+        rows, cols, entry = [], [], []
+        offset = 0
+        for k in range(len(self.sizes)) if blocks is None else blocks:
+            size, n_levels = self.sizes[k], levels[k]
+            starts = offset + size * np.arange(n_levels)
+            rows += [starts + i for i, _ in self.free[k]]
+            cols += [starts + j for _, j in self.free[k]]
+            entry.append(np.repeat(np.arange(len(self.free[k])), n_levels))
+            offset += size * n_levels
+        return np.concatenate(rows), np.concatenate(cols), entry
