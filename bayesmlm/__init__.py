@@ -25,12 +25,26 @@ from .formula import MixedFormula, RandomTerm, parse_formula
 from .freq import FreqFit, lmer
 from . import priors
 from .bayes import BayesFit, sample
+from .pooling import Pooling, pooling
+from .compare import Comparison, compare
+from .loo import loo_compare
+from .bayes.prior_predictive import PriorPredictive, prior_predictive
+from .sensitivity import Sensitivity, sensitivity
 
 __all__ = [
     "lmer",
     "FreqFit",
     "sample",
     "BayesFit",
+    "pooling",
+    "compare",
+    "Comparison",
+    "loo_compare",
+    "prior_predictive",
+    "PriorPredictive",
+    "sensitivity",
+    "Sensitivity",
+    "Pooling",
     "parse_formula",
     "MixedFormula",
     "RandomTerm",

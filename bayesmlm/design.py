@@ -30,8 +30,9 @@ import scipy.sparse as sp
 from .errors import DataError, FormulaError
 from .formula import MixedFormula, RandomTerm, parse_formula
 from .frame import NaAction, factor_codes, model_frame
+from .stats import SufficientStats
 
-__all__ = ["FactorBlock", "Design", "build_design", "r_style_name"]
+__all__ = ["FactorBlock", "Design", "build_design", "check_identifiable", "response_values", "r_style_name"]
 
 _TREATMENT = re.compile(r"^(?P<var>.+)\[T\.(?P<level>.+)\]$")
 _FULL = re.compile(r"^(?P<var>[^\[\]]+)\[(?P<level>[^\[\]]+)\]$")
@@ -152,15 +153,17 @@ def _merge_terms(factor: str, terms: list[RandomTerm], data: pd.DataFrame, n_row
         specs.append(mm.model_spec)
     free = tuple((i, j) for g in groups for j in g for i in g if i >= j)
     codes, levels = factor_codes(data, factor)
-    p = len(columns)
-    block = FactorBlock(factor, tuple(columns), levels, codes, np.hstack(values), free, tuple(groups), specs, tuple(terms))
+    return FactorBlock(factor, tuple(columns), levels, codes, np.hstack(values), free, tuple(groups), specs, tuple(terms))
+
+
+def check_identifiable(block: FactorBlock, n_rows: int) -> None:
+    """A factor needs fewer random effects than observations."""
     if block.n_effects >= n_rows:
         raise DataError(
-            f"grouping factor {factor!r} has {block.n_levels} levels x {p} varying columns = "
+            f"grouping factor {block.factor!r} has {block.n_levels} levels x {block.n_cols} varying columns = "
             f"{block.n_effects} random effects for {n_rows} observations; the random effects and "
             "the residual variance are not identifiable: simplify the term"
         )
-    return block
 
 
 @dataclass
@@ -182,6 +185,10 @@ class Design:
         The model frame (used columns, complete rows).
     n_dropped : int
         Rows dropped for missing values.
+    stats : SufficientStats, optional
+        Precomputed cross-products. A design reduced from a distributed frame
+        holds only these (``rows_held`` is False): ``X``, ``y`` and ``data``
+        then hold a sample of rows that covers every level, for encodings only.
     """
 
     formula: MixedFormula
@@ -192,10 +199,26 @@ class Design:
     fixed_spec: object = field(repr=False)
     data: pd.DataFrame = field(repr=False)
     n_dropped: int = 0
+    stats: SufficientStats | None = field(default=None, repr=False)
+    rows_held: bool = True
 
     @property
     def n(self) -> int:
-        return len(self.y)
+        return len(self.y) if self.rows_held else self.stats.n
+
+    def sufficient_stats(self) -> SufficientStats:
+        """Cross-products of ``[Z X y]`` (computed once, in row chunks)."""
+        if self.stats is None:
+            self.stats = SufficientStats.from_arrays(self.X, self.Z, self.y)
+        return self.stats
+
+    def require_rows(self, what: str) -> None:
+        """Raise a clear error when ``what`` needs the rows and only statistics are held."""
+        if not self.rows_held:
+            raise DataError(
+                f"{what} needs the data rows, but this model was reduced from a Dask DataFrame to its "
+                "sufficient statistics; compute the frame into pandas (ddf.compute()) for this step"
+            )
 
     @property
     def p(self) -> int:
@@ -223,7 +246,8 @@ class Design:
         raise KeyError(f"no grouping factor {factor!r}; factors are {[b.factor for b in self.blocks]}")
 
 
-def _response(formula: MixedFormula, data: pd.DataFrame) -> np.ndarray:
+def response_values(formula: MixedFormula, data: pd.DataFrame) -> np.ndarray:
+    """The response of a formula evaluated on a frame (a column, or an expression such as ``log(y)``)."""
     name = formula.response.strip()
     if name in data.columns:
         return data[name].to_numpy(dtype=float)
@@ -255,7 +279,9 @@ def _check_full_rank(X: np.ndarray, names: list[str]) -> None:
         )
 
 
-def build_design(formula: str | MixedFormula, data: pd.DataFrame, na_action: NaAction = "error") -> Design:
+def build_design(
+    formula: str | MixedFormula, data: pd.DataFrame, na_action: NaAction = "error", row_checks: bool = True
+) -> Design:
     """Check the data and build y, X and the random-effects blocks.
 
     Parameters
@@ -265,22 +291,30 @@ def build_design(formula: str | MixedFormula, data: pd.DataFrame, na_action: NaA
     data : pandas.DataFrame
     na_action : {"error", "drop"}
         What to do with rows that have missing values in used columns.
+    row_checks : bool
+        Check identifiability against these rows (full-rank X, fewer effects
+        and levels than rows). Off only when ``data`` is a sample of a larger
+        frame whose totals are checked separately.
 
     Returns
     -------
     Design
     """
     parsed = parse_formula(formula) if isinstance(formula, str) else formula
-    frame = model_frame(parsed, data, na_action=na_action)
+    frame = model_frame(parsed, data, na_action=na_action, check_levels=row_checks)
     df = frame.data
-    y = _response(parsed, df)
+    y = response_values(parsed, df)
     fixed_mm = _model_matrix(parsed.fixed, df, "fixed-effects matrix")
     X = np.asarray(fixed_mm, dtype=float).reshape(len(df), -1)
     fixed_names = _r_style_names(list(fixed_mm.columns))
-    _check_full_rank(X, fixed_names)
+    if row_checks:
+        _check_full_rank(X, fixed_names)
     by_factor: dict[str, list[RandomTerm]] = {}
     for term in parsed.random:
         by_factor.setdefault(term.factor, []).append(term)
     blocks = [_merge_terms(f, terms, df, len(df)) for f, terms in by_factor.items()]
+    if row_checks:
+        for block in blocks:
+            check_identifiable(block, len(df))
     blocks.sort(key=lambda b: -b.n_levels)  # stable: ties keep formula order
     return Design(parsed, y, X, fixed_names, blocks, fixed_mm.model_spec, df, frame.n_dropped)

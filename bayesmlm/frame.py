@@ -107,8 +107,10 @@ def _check_response(formula: MixedFormula, data: pd.DataFrame) -> None:
         )
 
 
-def _check_factor_levels(formula: MixedFormula, data: pd.DataFrame) -> None:
-    n = len(data)
+def check_factor_levels(formula: MixedFormula, data: pd.DataFrame, n: int | None = None) -> None:
+    """Every grouping factor needs two or more levels, and fewer levels than the ``n`` rows
+    (``len(data)`` by default; a distributed frame passes its total)."""
+    n = len(data) if n is None else n
     for factor in formula.factors:
         _, levels = factor_codes(data, factor)
         if len(levels) < 2:
@@ -124,7 +126,16 @@ def _check_factor_levels(formula: MixedFormula, data: pd.DataFrame) -> None:
             )
 
 
-def model_frame(formula: MixedFormula, data: pd.DataFrame, na_action: NaAction = "error") -> ModelFrame:
+def plain_strings(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text columns of pandas' ``string`` dtype (Arrow-backed, as Dask makes them) as objects,
+    which formulaic encodes as categorical."""
+    text = [c for c in frame.columns if isinstance(frame[c].dtype, pd.StringDtype)]
+    return frame.astype({c: object for c in text}) if text else frame
+
+
+def model_frame(
+    formula: MixedFormula, data: pd.DataFrame, na_action: NaAction = "error", check_levels: bool = True
+) -> ModelFrame:
     """Select, check and (optionally) de-NA the columns a formula uses.
 
     Parameters
@@ -134,6 +145,9 @@ def model_frame(formula: MixedFormula, data: pd.DataFrame, na_action: NaAction =
     na_action : {"error", "drop"}
         ``"error"`` (default) raises naming each column with missing values and
         how many; ``"drop"`` removes incomplete rows and warns with the count.
+    check_levels : bool
+        Check the grouping factors' level counts against the rows (off when
+        ``data`` holds only some of the rows, as for a distributed frame).
 
     Returns
     -------
@@ -166,9 +180,10 @@ def model_frame(formula: MixedFormula, data: pd.DataFrame, na_action: NaAction =
         warnings.warn(f"dropped {n_dropped} of {len(data)} rows with missing values in {detail}", stacklevel=3)
         if len(frame) == 0:
             raise DataError("no complete rows remain after dropping missing values")
-    frame = frame.reset_index(drop=True)
+    frame = plain_strings(frame.reset_index(drop=True))
     _check_response(formula, frame)
-    _check_factor_levels(formula, frame)
+    if check_levels:
+        check_factor_levels(formula, frame)
     return ModelFrame(frame, n_dropped)
 
 

@@ -25,7 +25,7 @@ import pandas as pd
 
 from .design import Design
 from .errors import DataError
-from .frame import unknown_column_error, required_columns
+from .frame import plain_strings, required_columns, unknown_column_error
 
 __all__ = ["NewDesign", "new_design", "level_keys"]
 
@@ -91,7 +91,7 @@ def new_design(design: Design, data: pd.DataFrame) -> NewDesign:
     missing = [c for c in needed if c not in data.columns]
     if missing:
         raise unknown_column_error(missing, data, design.formula)
-    frame = data.loc[:, needed].reset_index(drop=True)
+    frame = plain_strings(data.loc[:, needed].reset_index(drop=True))
     na = frame.isna().sum()
     na = na[na > 0]
     if len(na):

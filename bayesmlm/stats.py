@@ -37,6 +37,9 @@ class SufficientStats:
     ZtZ : scipy.sparse.csc_matrix (q, q)
     ZtX : ndarray (q, p)
     Zty : ndarray (q,)
+    Xsum : ndarray (p,)
+        Column sums of X (with ``ysum``, the means and SDs that scale default priors).
+    ysum : float
     """
 
     n: int
@@ -46,6 +49,8 @@ class SufficientStats:
     ZtZ: sp.csc_matrix
     ZtX: np.ndarray
     Zty: np.ndarray
+    Xsum: np.ndarray
+    ysum: float
 
     def __add__(self, other: "SufficientStats") -> "SufficientStats":
         return SufficientStats(
@@ -56,6 +61,8 @@ class SufficientStats:
             (self.ZtZ + other.ZtZ).tocsc(),
             self.ZtX + other.ZtX,
             self.Zty + other.Zty,
+            self.Xsum + other.Xsum,
+            self.ysum + other.ysum,
         )
 
     @classmethod
@@ -70,6 +77,8 @@ class SufficientStats:
             ZtZ=(Zt @ Zt.T).tocsc(),
             ZtX=np.asarray(Zt @ X),
             Zty=np.asarray(Zt @ y).reshape(-1),
+            Xsum=X.sum(axis=0),
+            ysum=float(y.sum()),
         )
 
     @classmethod
@@ -86,3 +95,11 @@ class SufficientStats:
         if total is None:
             raise ValueError("no rows to summarise")
         return total
+
+    def column_moments(self) -> tuple[float, float, np.ndarray, np.ndarray]:
+        """Mean and SD of y, and of every column of X."""
+        mean_y = self.ysum / self.n
+        mean_x = self.Xsum / self.n
+        sd_y = float(np.sqrt(max(self.yty / self.n - mean_y**2, 0.0)))
+        sd_x = np.sqrt(np.maximum(np.diag(self.XtX) / self.n - mean_x**2, 0.0))
+        return float(mean_y), sd_y, mean_x, sd_x

@@ -8,7 +8,6 @@ too, to 1e-3 of their factor's SD.
 
 from __future__ import annotations
 
-import re
 import warnings
 
 import numpy as np
@@ -19,7 +18,8 @@ from bayesmlm.design import build_design
 from bayesmlm.errors import EngineError
 from bayesmlm.freq.statsmodels_engine import statsmodels_plan
 
-from .conftest import lme4_name, load_data, load_reference, reference_cases
+from .conftest import load_data, load_reference, reference_cases
+from .lme4_checks import assert_matches_lme4, assert_modes_match_lme4
 
 _FITS: dict = {}
 
@@ -52,66 +52,16 @@ CASES = [(case, "pls") for case in reference_cases()] + [
 ]
 
 
-def _name_or_none(value) -> str | None:
-    return lme4_name(value) if isinstance(value, str) else None
-
-
-def _varcorr_key(row: dict) -> tuple:
-    grp = re.sub(r"\.\d+$", "", row["grp"])  # lme4 names the parts of (x || g) g, g.1, ...
-    return grp, _name_or_none(row.get("var1")), _name_or_none(row.get("var2"))
-
-
 @pytest.mark.parametrize(("case", "engine"), CASES, ids=[f"{c}-{e}" for c, e in CASES])
 def test_matches_lme4(case: str, engine: str) -> None:
-    ref = load_reference(case)
     fit = fit_case(case, engine)
     assert fit.engine == engine
-
-    fixef, se = fit.fixef(), fit.se()
-    assert sorted(fixef.index) == sorted(lme4_name(k) for k in ref["fixef"])
-    for name, value in ref["fixef"].items():
-        assert fixef[lme4_name(name)] == pytest.approx(value, rel=1e-5), f"fixef {name}"
-    for name, value in ref["se"].items():
-        assert se[lme4_name(name)] == pytest.approx(value, rel=1e-4), f"se {name}"
-
-    ours = {(r.grp, _name_or_none(r.var1), _name_or_none(r.var2)): r for r in fit.varcorr().itertuples()}
-    assert len(ours) == len(ref["varcorr"])
-    for row in ref["varcorr"]:
-        key = _varcorr_key(row)
-        assert key in ours, f"VarCorr row {key} missing; have {list(ours)}"
-        got = ours[key].sdcor
-        if key[2] is not None:  # correlation
-            assert got == pytest.approx(row["sdcor"], abs=1e-3), f"correlation {key}"
-        elif row["sdcor"] < 1e-6:
-            assert got == pytest.approx(0.0, abs=1e-4), f"SD {key} should be ~0"
-        else:
-            assert got == pytest.approx(row["sdcor"], rel=1e-3), f"SD {key}"
-
-    assert fit.loglik == pytest.approx(ref["loglik"], abs=1e-3)
-    assert fit.criterion == pytest.approx(ref["deviance_or_reml"], abs=2e-3)
-    assert fit.sigma == pytest.approx(ref["sigma"], rel=1e-3)
-    assert fit.singular == ref["singular"]
-    assert fit.converged
+    assert_matches_lme4(fit, load_reference(case))
 
 
 @pytest.mark.parametrize(("case", "engine"), CASES, ids=[f"{c}-{e}" for c, e in CASES])
 def test_conditional_modes_match_lme4(case: str, engine: str) -> None:
-    ref = load_reference(case)
-    fit = fit_case(case, engine)
-    ranef = fit.ranef()
-    vc = fit.varcorr()
-    sd = {(r.grp, r.var1): r.sdcor for r in vc[vc.var2.isna()].itertuples()}
-    for factor, rows in ref["ranef"].items():
-        table = ranef[factor]
-        assert len(table) == len(rows)
-        for row in rows:
-            level = str(row["level"])
-            for name, value in row.items():
-                if name in ("level", "_row"):
-                    continue
-                col = lme4_name(name)
-                scale = max(sd.get((factor, col), 0.0), 1e-8)
-                assert abs(table.loc[level, col] - value) <= 1e-3 * scale + 1e-7, f"{factor}[{level}, {col}]"
+    assert_modes_match_lme4(fit_case(case, engine), load_reference(case))
 
 
 def test_engines_agree_where_statsmodels_applies() -> None:

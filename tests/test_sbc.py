@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import bayesmlm as bm
 from bayesmlm.bayes.calibration import rank_uniformity, sbc
 from bayesmlm.design import build_design
 from bayesmlm.priors import LKJ, HalfNormal, Normal, PriorSpec

@@ -113,6 +113,7 @@ def build_model(design: Design, priors: PriorSpec) -> pm.Model:
     priors : PriorSpec
         Must hold exactly the model's parameters (checked).
     """
+    design.require_rows("method='full'")
     priors.check(design)
     with pm.Model(coords=model_coords(design)) as model:
         beta = vector_rv("beta", [priors[name] for name in design.fixed_names], dims="fixed")

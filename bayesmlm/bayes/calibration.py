@@ -26,10 +26,12 @@ import pandas as pd
 from scipy import stats as scipy_stats
 
 from ..design import Design
-from ..priors.spec import PriorSpec, correlation_key
+from ..priors.spec import PriorSpec
 from ..stats import SufficientStats
 from .collapsed import build_collapsed_model, draw_effects
+from .compile import compile_for_nutpie
 from .draws import locate
+from .prior_predictive import draw_parameters, simulate_response
 from .sample import quiet_blas_warning
 
 __all__ = ["simulate_from_prior", "sbc", "rank_uniformity"]
@@ -37,29 +39,10 @@ __all__ = ["simulate_from_prior", "sbc", "rank_uniformity"]
 
 def simulate_from_prior(design: Design, priors: PriorSpec, rng: np.random.Generator) -> tuple[dict[str, float], np.ndarray]:
     """One draw of every parameter from its prior, and a response simulated from them."""
-    truth: dict[str, float] = {}
-    beta = np.array([float(priors[name].draw(rng)) for name in design.fixed_names])
-    truth.update(zip(design.fixed_names, beta))
-    y = design.X @ beta
-    for block in design.blocks:
-        F, k = block.factor, block.n_cols
-        sd = np.array([float(priors[f"sd[{F}][{c}]"].draw(rng)) for c in block.columns])
-        truth.update({f"sd[{F}][{c}]": s for c, s in zip(block.columns, sd)})
-        corr = np.eye(k)
-        multi = [g for g in block.groups if len(g) > 1]
-        for group in multi:
-            cols = tuple(block.columns[i] for i in group)
-            idx = np.array(group)
-            corr[np.ix_(idx, idx)] = priors[correlation_key(F, cols, len(multi))].draw(rng, dim=len(group))
-            for a, i in enumerate(group):
-                for j in group[a + 1 :]:
-                    truth[f"cor[{F}][{block.columns[i]},{block.columns[j]}]"] = corr[i, j]
-        chol = np.linalg.cholesky(corr) * sd[:, None]
-        r = rng.standard_normal((block.n_levels, k)) @ chol.T
-        y = y + (block.values * r[block.codes]).sum(axis=1)
-    sigma = float(priors["sigma"].draw(rng))
-    truth["sigma"] = sigma
-    return truth, y + sigma * rng.standard_normal(design.n)
+    params = draw_parameters(design, priors, rng, size=1)
+    y = simulate_response(design, params, rng)[0]
+    truth = {key: float(value[0]) for key, value in params.items() if not key.startswith("r[")}
+    return truth, y
 
 
 def sbc(
@@ -81,14 +64,14 @@ def sbc(
     rng = np.random.default_rng(seed)
     model, plan = build_collapsed_model(design, priors)
     with quiet_blas_warning():
-        compiled = nutpie.compile_pymc_model(model)
+        compiled = compile_for_nutpie(model)  # the compiled model bm.sample uses for collapsed fits
     keep = np.linspace(0, draws * chains - 1, ranks_of).round().astype(int)
     rows = []
     for rep in range(replications):
         truth, y = simulate_from_prior(design, priors, rng)
         stats = SufficientStats.from_arrays(design.X, design.Z, y)
         run = nutpie.sample(
-            compiled.with_data(Zty=stats.Zty, Xty=stats.Xty, yty=np.float64(stats.yty)),
+            compiled.with_data(Zty=stats.Zty, Xty=stats.Xty, yty=np.asarray(stats.yty, dtype=np.float64)),
             draws=draws,
             tune=tune,
             chains=chains,

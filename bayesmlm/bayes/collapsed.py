@@ -97,7 +97,7 @@ def build_collapsed_model(
 ) -> tuple[pm.Model, CollapsedPlan]:
     """PyMC model whose likelihood has the group (and fixed) effects integrated out."""
     priors.check(design)
-    stats = stats or SufficientStats.from_arrays(design.X, design.Z, design.y)
+    stats = stats or design.sufficient_stats()
     integrate_beta = all(isinstance(priors[name], Normal) for name in design.fixed_names)
     layout = ThetaLayout.from_design(design)
     rows, cols, entry = layout.lambda_positions([b.n_levels for b in design.blocks])

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 
 import arviz as az
 import numpy as np
-import xarray as xr
 
 from ..errors import SamplingWarning
 

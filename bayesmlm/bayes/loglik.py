@@ -34,6 +34,7 @@ def normal_logpdf(y: np.ndarray, mu: np.ndarray, sigma) -> np.ndarray:
 
 def pointwise_loglik(posterior: xr.Dataset, design: Design, chunk_draws: int = 200) -> xr.Dataset:
     """``log p(y_i | draw)`` for all draws and observations, as a Dataset."""
+    design.require_rows("the pointwise log-likelihood")
     chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
     beta, sigma = stack_chains(posterior, "beta"), stack_chains(posterior, "sigma")
     effects = [stack_chains(posterior, f"r[{b.factor}]") for b in design.blocks]

@@ -19,15 +19,15 @@ import pandas as pd
 import pymc as pm
 import xarray as xr
 
-from ..design import build_design
 from ..errors import EmpiricalPriorNote
 from ..frame import NaAction
-from ..freq.lmer import fit_design
+from ..freq.lmer import fit_design, make_design
 from ..freq.result import FreqFit
 from ..priors import io as prior_io
 from ..priors.rules import default_for_design, empirical, warn_if_same_data
 from ..priors.spec import PriorSpec
 from .build import build_model
+from .compile import compile_for_nutpie
 from .collapsed import COLLAPSED_LIMIT, build_collapsed_model, draw_effects
 from .diagnostics import diagnose, warn_on_problems
 from .loglik import pointwise_loglik
@@ -48,6 +48,8 @@ def resolve_method(method: str, design) -> tuple[str, str]:
     stays cheap, and samples the non-centred model otherwise.
     """
     size = design.q + design.p
+    if method == "auto" and not design.rows_held:
+        return "collapsed", f"collapsed: sampled from the sufficient statistics of a Dask DataFrame ({size} effects)"
     if method == "auto":
         if size <= COLLAPSED_LIMIT:
             return "collapsed", f"collapsed: {size} effects integrated out exactly, NUTS over the variance parameters"
@@ -116,6 +118,46 @@ def _quiet_lmer(design) -> FreqFit:
         return fit_design(design)
 
 
+def _run_nuts(model: pm.Model, sampler: str, method: str, *, draws, tune, chains, seed, progressbar, target_accept) -> xr.DataTree:
+    """Run NUTS on a built model; returns a DataTree with posterior and sample_stats.
+
+    Collapsed models have a handful of parameters, so nutpie calls PyTensor's
+    disk-cached compiled gradient (``compile_for_nutpie``) rather than compiling
+    a Numba callback in every process; the full model has thousands, and keeps
+    nutpie's own compiled callback, which runs chains in parallel threads.
+    """
+    cores = min(chains, os.cpu_count() or 1)
+    with quiet_blas_warning():
+        if sampler == "nutpie" and method == "collapsed":
+            import nutpie
+
+            idata = nutpie.sample(
+                compile_for_nutpie(model),
+                draws=draws,
+                tune=tune,
+                chains=chains,
+                cores=cores,
+                seed=seed,
+                progress_bar=progressbar,
+                target_accept=target_accept,
+                **NUTS_OPTIONS["nutpie"],
+            )
+            return xr.DataTree.from_dict({"posterior": idata["posterior"].to_dataset(),
+                                          "sample_stats": idata["sample_stats"].to_dataset()})
+        with model:
+            return pm.sample(
+                draws=draws,
+                tune=tune,
+                chains=chains,
+                cores=cores,
+                random_seed=seed,
+                nuts_sampler=sampler,
+                progressbar=progressbar,
+                nuts={"target_accept": target_accept, **NUTS_OPTIONS.get(sampler, {})},
+                compute_convergence_checks=False,
+            )
+
+
 def sample(
     formula: str,
     data: pd.DataFrame,
@@ -139,7 +181,10 @@ def sample(
     ----------
     formula : str
         lme4 formula (see :func:`bayesmlm.lmer`).
-    data : pandas.DataFrame
+    data : pandas.DataFrame or dask.dataframe.DataFrame
+        A Dask DataFrame is reduced partition by partition to sufficient
+        statistics and sampled collapsed; the pointwise log-likelihood then
+        needs the rows and is not stored.
     priors : PriorSpec, path, "default", "empirical" or None
         None (the default) derives empirical priors from an lmer fit of the
         same formula and data and says so in one line; a path loads a TOML
@@ -179,32 +224,23 @@ def sample(
         with what to do.
     """
     sampler = resolve_sampler(sampler)
-    design = build_design(formula, data, na_action=na_action)
+    design = make_design(formula, data, na_action=na_action)
     spec = _resolve_priors(priors, design, freq)
     method, method_note = resolve_method(method, design)
     if method == "collapsed":
         model, plan = build_collapsed_model(design, spec)
     else:
         model = build_model(design, spec)
-    with model, quiet_blas_warning():
-        idata = pm.sample(
-            draws=draws,
-            tune=tune,
-            chains=chains,
-            cores=min(chains, os.cpu_count() or 1),
-            random_seed=seed,
-            nuts_sampler=sampler,
-            progressbar=progressbar,
-            nuts={"target_accept": target_accept, **NUTS_OPTIONS.get(sampler, {})},
-            compute_convergence_checks=False,
-        )
+    idata = _run_nuts(model, sampler, method, draws=draws, tune=tune, chains=chains, seed=seed,
+                      progressbar=progressbar, target_accept=target_accept)
+    if design.rows_held:
+        idata["observed_data"] = xr.DataTree(xr.Dataset({"y": (("obs",), design.y)}))
     if method == "collapsed":
         posterior = idata["posterior"].to_dataset()
         effects = draw_effects(posterior, design, plan, spec, seed=None if seed is None else seed + 1)
         idata["posterior"] = xr.DataTree(posterior.merge(effects).assign_attrs(posterior.attrs))
-        idata["observed_data"] = xr.DataTree(xr.Dataset({"y": (("obs",), design.y)}))
     if log_likelihood is None:
-        log_likelihood = draws * chains * design.n <= LOGLIK_MAX_VALUES
+        log_likelihood = design.rows_held and draws * chains * design.n <= LOGLIK_MAX_VALUES
     if log_likelihood:
         idata["log_likelihood"] = xr.DataTree(pointwise_loglik(idata["posterior"].dataset, design))
     names = ["beta", "sigma"] + [v for b in design.blocks for v in (f"sd[{b.factor}]", f"r[{b.factor}]")]

@@ -16,6 +16,7 @@ from typing import Literal
 import pandas as pd
 
 from ..design import Design, build_design
+from ..distributed import design_from_dask, is_dask_frame
 from ..errors import ConvergenceWarning, EngineError, SingularFitWarning
 from ..frame import NaAction
 from .estimates import FitEstimates
@@ -23,12 +24,14 @@ from .pls_engine import fit_pls
 from .result import FreqFit
 from .statsmodels_engine import fit_statsmodels, near_boundary, statsmodels_plan
 
-__all__ = ["lmer", "fit_design"]
+__all__ = ["lmer", "fit_design", "make_design"]
 
 Engine = Literal["auto", "pls", "statsmodels"]
 
 
 def _choose(design: Design) -> tuple[str, str]:
+    if not design.rows_held:
+        return "pls", "auto chose lme4's PLS algorithm: it works from the sufficient statistics of the Dask DataFrame"
     try:
         plan = statsmodels_plan(design)
     except EngineError as exc:
@@ -36,6 +39,13 @@ def _choose(design: Design) -> tuple[str, str]:
     if plan.kind == "crossed":
         return "pls", "auto chose lme4's PLS algorithm: crossed factors would need dense n x levels matrices in MixedLM"
     return "statsmodels", f"auto chose statsmodels MixedLM ({plan.kind} grouping maps onto it exactly)"
+
+
+def make_design(formula: str, data, na_action: NaAction = "error") -> Design:
+    """The design of a pandas frame, or the statistics-only design of a Dask DataFrame."""
+    if is_dask_frame(data):
+        return design_from_dask(formula, data, na_action=na_action)
+    return build_design(formula, data, na_action=na_action)
 
 
 def fit_design(design: Design, reml: bool = True, engine: Engine = "auto") -> FreqFit:
@@ -104,7 +114,10 @@ def lmer(
         Bars: ``(1|g)``, ``(0+x|g)``, ``(x|g)``, ``(x||g)``, ``(x1+x2|g)``,
         ``(1|a/b)``, ``(1|a:b)``; the fixed part is Wilkinson notation
         (``recipe*temperature``, ``log(x)``, ``C(x)``).
-    data : pandas.DataFrame
+    data : pandas.DataFrame or dask.dataframe.DataFrame
+        A Dask DataFrame is reduced partition by partition to sufficient
+        statistics and fitted by the PLS engine; fitted values and residuals
+        then need the rows and are not available.
     reml : bool, default True
         REML (lme4's default) or maximum likelihood.
     engine : {"auto", "pls", "statsmodels"}
@@ -134,4 +147,4 @@ def lmer(
     >>> round(fit.loglik, 3)
     -875.97
     """
-    return fit_design(build_design(formula, data, na_action=na_action), reml=reml, engine=engine)
+    return fit_design(make_design(formula, data, na_action), reml=reml, engine=engine)

@@ -171,7 +171,7 @@ class ProfiledDeviance:
     @classmethod
     def from_design(cls, design: Design, reml: bool = True, stats: SufficientStats | None = None) -> "ProfiledDeviance":
         """Build from a :class:`~bayesmlm.design.Design` (statistics computed if not given)."""
-        stats = stats or SufficientStats.from_arrays(design.X, design.Z, design.y)
+        stats = stats or design.sufficient_stats()
         return cls(stats, ThetaLayout.from_design(design), [b.n_levels for b in design.blocks], reml)
 
     # -- factorization -----------------------------------------------------------------

@@ -179,6 +179,7 @@ class FreqFit:
 
     def fitted(self) -> np.ndarray:
         """Fitted values ``X beta + Z b`` on the model rows."""
+        self.design.require_rows("fitted values")
         return self.design.X @ self.estimates.beta + self.design.Z @ self._b
 
     def residuals(self) -> np.ndarray:

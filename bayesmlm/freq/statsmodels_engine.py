@@ -125,6 +125,7 @@ def _vc_spec(design: Design, plan: StatsmodelsPlan, groups: np.ndarray, labels: 
 
 def fit_statsmodels(design: Design, reml: bool = True) -> FitEstimates:
     """Fit with statsmodels MixedLM (exact mappings only; see module docstring)."""
+    design.require_rows("engine='statsmodels'")
     plan = statsmodels_plan(design)
     n = design.n
     if plan.outer is None:

@@ -64,9 +64,12 @@ def format_summary(fit: "FreqFit") -> str:
             {"AIC": fit.aic, "BIC": fit.bic, "logLik": fit.loglik, "deviance": fit.criterion, "df.resid": fit.nobs - fit.df}
         )
         out.append(stats.to_frame().T.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
-    scaled = fit.residuals() / fit.sigma
-    quant = pd.Series(np.quantile(scaled, [0, 0.25, 0.5, 0.75, 1.0]), index=["Min", "1Q", "Median", "3Q", "Max"])
-    out += ["", "Scaled residuals:", quant.to_frame().T.to_string(index=False, float_format=lambda v: f"{v:.4f}"), ""]
+    if fit.design.rows_held:
+        scaled = fit.residuals() / fit.sigma
+        quant = pd.Series(np.quantile(scaled, [0, 0.25, 0.5, 0.75, 1.0]), index=["Min", "1Q", "Median", "3Q", "Max"])
+        out += ["", "Scaled residuals:", quant.to_frame().T.to_string(index=False, float_format=lambda v: f"{v:.4f}"), ""]
+    else:
+        out += ["", "Scaled residuals: not available (fitted from sufficient statistics of a Dask DataFrame)", ""]
     out += ["Random effects:", _random_effects_table(fit)]
     groups = ", ".join(f"{b.factor}, {b.n_levels}" for b in fit.design.blocks)
     out.append(f"Number of obs: {fit.nobs}, groups:  {groups}")

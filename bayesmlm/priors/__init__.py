@@ -21,6 +21,7 @@ from .distributions import (
     Normal,
     StudentT,
 )
+from .elicit import from_quantiles, set_from_quantiles
 from .io import dumps, load, save
 from .rules import data_fingerprint, default, empirical
 from .spec import Parameter, PriorSpec, model_parameters
@@ -45,4 +46,6 @@ __all__ = [
     "save",
     "dumps",
     "data_fingerprint",
+    "from_quantiles",
+    "set_from_quantiles",
 ]

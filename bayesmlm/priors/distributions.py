@@ -86,6 +86,22 @@ class Distribution:
         """Random draws with NumPy (``dim``: matrix size, LKJ only)."""
         raise NotImplementedError
 
+    spread: ClassVar[str] = "sigma"
+    """The parameter that ``scaled`` multiplies (its width); location parameters stay."""
+
+    def scaled(self, factor: float) -> "Distribution":
+        """The same family ``factor`` times as wide (for prior sensitivity checks).
+
+        Examples
+        --------
+        >>> Normal(10, 2).scaled(0.5), Exponential(0.1).scaled(2), LKJ(2).scaled(2)
+        (Normal(mu=10, sigma=1), Exponential(lam=0.05), LKJ(eta=2))
+        """
+        params = self.params()
+        if self.spread in params:
+            params[self.spread] *= factor
+        return type(self)(**params)
+
 
 @dataclass(frozen=True, repr=False)
 class Normal(Distribution):
@@ -150,6 +166,9 @@ class Exponential(Distribution):
     support: ClassVar[Support] = "positive"
     positive: ClassVar[tuple[str, ...]] = ("lam",)
 
+    def scaled(self, factor: float) -> "Exponential":
+        return Exponential(self.lam / factor)
+
     def draw(self, rng, size=None, dim=2):
         return rng.exponential(1.0 / self.lam, size)
 
@@ -163,6 +182,9 @@ class Gamma(Distribution):
     family: ClassVar[str] = "Gamma"
     support: ClassVar[Support] = "positive"
     positive: ClassVar[tuple[str, ...]] = ("alpha", "beta")
+
+    def scaled(self, factor: float) -> "Gamma":
+        return Gamma(self.alpha, self.beta / factor)
 
     def draw(self, rng, size=None, dim=2):
         return rng.gamma(self.alpha, 1.0 / self.beta, size)
@@ -178,6 +200,9 @@ class LogNormal(Distribution):
     support: ClassVar[Support] = "positive"
     positive: ClassVar[tuple[str, ...]] = ("sigma",)
 
+    def scaled(self, factor: float) -> "LogNormal":
+        return LogNormal(self.mu + math.log(factor), self.sigma)
+
     def draw(self, rng, size=None, dim=2):
         return rng.lognormal(self.mu, self.sigma, size)
 
@@ -187,6 +212,7 @@ class LKJ(Distribution):
     """LKJ prior on a correlation matrix; ``eta=1`` is uniform, larger favours 0."""
 
     eta: float = 2.0
+    spread: ClassVar[str] = ""  # a correlation prior has no scale: left as it is
     family: ClassVar[str] = "LKJ"
     support: ClassVar[Support] = "correlation"
     positive: ClassVar[tuple[str, ...]] = ("eta",)

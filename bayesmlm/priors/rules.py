@@ -49,12 +49,21 @@ __all__ = ["default", "default_for_design", "empirical", "data_fingerprint", "wa
 def data_fingerprint(design: Design) -> str:
     """Short hash of the response and fixed-effects matrix, to spot reuse of the same data."""
     digest = hashlib.sha256()
-    digest.update(np.ascontiguousarray(design.y).tobytes())
-    digest.update(np.ascontiguousarray(design.X).tobytes())
+    if design.rows_held:
+        digest.update(np.ascontiguousarray(design.y).tobytes())
+        digest.update(np.ascontiguousarray(design.X).tobytes())
+    else:  # reduced from a distributed frame: its statistics stand for the rows
+        stats = design.sufficient_stats()
+        for part in (stats.XtX, stats.Xty, np.array([stats.yty, stats.n])):
+            digest.update(np.ascontiguousarray(part).tobytes())
     return digest.hexdigest()[:16]
 
 
 def _column_scales(design: Design) -> tuple[float, float, dict[str, tuple[float, float]]]:
+    if not design.rows_held:
+        mean_y, s_y, mean_x, sd_x = design.sufficient_stats().column_moments()
+        cols = {name: (float(m), float(s)) for name, m, s in zip(design.fixed_names, mean_x, sd_x)}
+        return mean_y, s_y or 1.0, cols
     y = design.y
     s_y = float(np.std(y)) or 1.0
     cols = {}
