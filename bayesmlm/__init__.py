@@ -30,6 +30,7 @@ from .compare import Comparison, compare
 from .loo import loo_compare
 from .bayes.prior_predictive import PriorPredictive, prior_predictive
 from .sensitivity import Sensitivity, sensitivity
+from .report import report
 
 __all__ = [
     "lmer",
@@ -44,6 +45,7 @@ __all__ = [
     "PriorPredictive",
     "sensitivity",
     "Sensitivity",
+    "report",
     "Pooling",
     "parse_formula",
     "MixedFormula",

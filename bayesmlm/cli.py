@@ -1,4 +1,9 @@
-"""Command line: ``bayesmlm demo`` and ``bayesmlm fit DATA.csv FORMULA``.
+"""Command line: ``bayesmlm fit``, ``bayesmlm priors`` and ``bayesmlm demo``.
+
+``fit DATA.csv FORMULA`` prints the lmer summary; with ``--priors`` or
+``--report OUT.html`` it also samples the Bayesian model and writes the
+report. ``priors DATA.csv FORMULA -o FILE.toml`` writes empirical priors for
+review. ``demo`` runs the README's end-to-end example.
 
 User mistakes (unreadable CSV, bad formula, unknown column) end with one clear
 line on stderr and exit status 2, never a traceback.
@@ -21,15 +26,12 @@ from pathlib import Path
 import pandas as pd
 
 from . import datasets
-from .errors import BayesMLMError
+from .errors import BayesMLMError, EmpiricalPriorNote
 from .freq import lmer
 
 __all__ = ["main"]
 
-DEMO_MODELS = [
-    ("sleepstudy", "Reaction ~ Days + (Days | Subject)"),
-    ("crossed_slopes", "rt ~ cond + (cond | subj) + (cond | item)"),
-]
+DEMO_FORMULA = "TotSales ~ Wk + (Wk | Description) + (Wk | MerGroup)"
 
 
 def _read_csv(path: str) -> pd.DataFrame:
@@ -53,40 +55,89 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         warnings.simplefilter("ignore")  # the summary itself states boundary and convergence problems
         fit = lmer(args.formula, df, reml=not args.ml, engine=args.engine, na_action=args.na_action)
     _print_fit(fit)
+    if args.report is None and args.priors is None:
+        return 0
+    from .bayes import sample
+    from .report import report
+
+    priors = args.priors or "empirical"
+    if priors not in ("empirical", "default") and not Path(priors).is_file():
+        raise BayesMLMError(f"prior file {priors!r} does not exist (or use --priors empirical / default)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", EmpiricalPriorNote)  # stated in the report's priors section
+        post = sample(args.formula, df, priors=priors, draws=args.draws, tune=args.tune, chains=args.chains,
+                      seed=args.seed, progressbar=False, na_action=args.na_action, freq=fit)
+    print(post.summary())
+    if args.report is not None:
+        path = report(post, args.report, freq=fit)
+        print(f"\nreport written to {path} (and {path.with_suffix('.md')})")
+    return 0
+
+
+def _cmd_priors(args: argparse.Namespace) -> int:
+    from .priors import empirical
+
+    df = _read_csv(args.data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = lmer(args.formula, df, na_action=args.na_action)
+    spec = empirical(fit)
+    path = spec.save(args.output)
+    print(spec)
+    print(f"\nempirical priors written to {path}; review and edit them, then: bayesmlm fit DATA.csv FORMULA --priors {path}")
     return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    """The README's main job: simulated retail data, lmer, empirical priors from an earlier period, report."""
     from .bayes import sample
     from .priors import empirical
+    from .report import report
 
-    for name, formula in DEMO_MODELS:
-        print(f"=== {name}: {formula}")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fit = lmer(formula, datasets.load(name))
-        _print_fit(fit)
-    name, formula = DEMO_MODELS[0]
-    print(f"=== Bayesian fit of {name} with empirical priors from the lmer fit")
+    formula = DEMO_FORMULA
+    df = datasets.simulate_retail(4000, n_absent=2, seed=7)
+    earlier, later = df[df.Wk < 26], df[df.Wk >= 26]
+    print(f"=== {formula}\n    {len(df)} rows of simulated weekly sales (bayesmlm.datasets.simulate_retail)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fit = lmer(formula, datasets.load(name))
-    post = sample(formula, datasets.load(name), priors=empirical(fit), draws=1000, chains=4, seed=1, progressbar=False)
+        fit = lmer(formula, df)
+        priors = empirical(lmer(formula, earlier))
+    _print_fit(fit)
+    print(f"=== priors elicited from weeks 0-25 (lmer fit), used for weeks 26-51\n{priors}\n")
+    post = sample(formula, later, priors=priors, draws=args.draws, chains=args.chains, seed=1, progressbar=False)
     print(post.summary())
+    later_fit = lmer(formula, later)
+    path = report(post, args.out, freq=later_fit, title="bayesmlm demo: weekly sales by location and merchandise group")
+    print(f"\nreport written to {Path(path).resolve()} (and the Markdown twin beside it)")
     return 0
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bayesmlm", description="lme4-style mixed models, frequentist and Bayesian.")
     sub = parser.add_subparsers(dest="command", required=True)
-    fit = sub.add_parser("fit", help="fit an lme4 formula to a CSV file and print the lmer-style summary")
+    fit = sub.add_parser("fit", help="fit an lme4 formula to a CSV file: lmer summary, and with --report a Bayesian fit and report")
     fit.add_argument("data", help="CSV file with one row per observation")
     fit.add_argument("formula", help='lme4 formula, e.g. "y ~ x + (x | g)"')
     fit.add_argument("--ml", action="store_true", help="maximum likelihood instead of REML")
     fit.add_argument("--engine", choices=["auto", "pls", "statsmodels"], default="auto")
     fit.add_argument("--na-action", choices=["error", "drop"], default="error", dest="na_action")
+    fit.add_argument("--priors", help="empirical (default), default, or a TOML prior file; implies a Bayesian fit")
+    fit.add_argument("--draws", type=int, default=1000, help="posterior draws per chain (default 1000)")
+    fit.add_argument("--tune", type=int, default=1000, help="warm-up draws per chain (default 1000)")
+    fit.add_argument("--chains", type=int, default=4, help="number of chains (default 4)")
+    fit.add_argument("--seed", type=int, default=None, help="random seed, for a reproducible run")
+    fit.add_argument("--report", metavar="OUT.html", help="write the posterior report (HTML and Markdown)")
     fit.set_defaults(run=_cmd_fit)
-    demo = sub.add_parser("demo", help="fit the bundled example models end to end")
+    priors = sub.add_parser("priors", help="write empirical priors from an lmer fit to a TOML file for review")
+    priors.add_argument("data", help="CSV file")
+    priors.add_argument("formula", help="lme4 formula")
+    priors.add_argument("-o", "--output", required=True, metavar="FILE.toml", help="prior file to write")
+    priors.add_argument("--na-action", choices=["error", "drop"], default="error", dest="na_action")
+    priors.set_defaults(run=_cmd_priors)
+    demo = sub.add_parser("demo", help="end-to-end example on bundled simulated data; writes a report")
+    demo.add_argument("--out", default="bayesmlm-demo/report.html", metavar="OUT.html", help="report path (default %(default)s)")
+    demo.add_argument("--draws", type=int, default=1000, help="posterior draws per chain (default 1000)")
+    demo.add_argument("--chains", type=int, default=4, help="number of chains (default 4)")
     demo.set_defaults(run=_cmd_demo)
     return parser
 
@@ -96,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.run(args)
-    except (BayesMLMError, ValueError) as exc:
+    except (BayesMLMError, ValueError, OSError) as exc:
         print(f"bayesmlm: error: {exc}", file=sys.stderr)
         return 2
 

@@ -78,7 +78,8 @@ def test_empirical_priors_centre_on_the_fit(sleep_fit: bm.FreqFit) -> None:
     assert pri["sd[Subject][Days]"] == HalfNormal(3 * vc.sdcor[1])
     assert pri["sigma"] == HalfNormal(2 * sleep_fit.sigma)
     text = str(pri)
-    assert "using the data twice narrows the posterior" in text and "earlier" in text
+    assert "count it twice and narrow the posterior" in text and "earlier" in text
+    assert "using the data twice narrows the posterior" in pri.notes(same_data=True)[0]
     assert "empirical: lmer" in pri.table().source[0]
 
 

@@ -30,7 +30,7 @@ from matplotlib.figure import Figure
 from ..design import Design
 from ..priors.spec import PriorSpec, correlation_key
 
-__all__ = ["draw_parameters", "simulate_response", "PriorPredictive", "prior_predictive"]
+__all__ = ["draw_parameters", "simulate_response", "PriorPredictive", "prior_predictive", "check_design"]
 
 
 def draw_parameters(design: Design, priors: PriorSpec, rng: np.random.Generator, size: int) -> dict[str, np.ndarray]:
@@ -162,7 +162,14 @@ def prior_predictive(
     from .sample import _resolve_priors
 
     design = build_design(formula, data)
-    spec = _resolve_priors(priors, design, None)
+    return check_design(design, _resolve_priors(priors, design, None), draws, plausible, seed)
+
+
+def check_design(
+    design: Design, priors: PriorSpec, draws: int = 500, plausible: tuple[float, float] | None = None, seed: int | None = None
+) -> PriorPredictive:
+    """:func:`prior_predictive` for a built design and resolved priors."""
+    spec = priors
     if plausible is not None and not plausible[0] < plausible[1]:
         raise ValueError(f"plausible must be (low, high) with low < high, got {plausible}")
     rng = np.random.default_rng(seed)

@@ -79,6 +79,13 @@ class BayesFit:
         self.method = method
         self.method_note = method_note
 
+    @property
+    def priors_from_same_data(self) -> bool:
+        """True when the priors are empirical priors elicited from the data sampled here."""
+        from ..priors.rules import data_fingerprint
+
+        return self.priors.meta.get("data_fingerprint") == data_fingerprint(self.design)
+
     # -- draws -----------------------------------------------------------------------
     @property
     def _posterior(self):
@@ -244,7 +251,7 @@ class BayesFit:
                 "",
                 "Priors:",
                 self.priors.table().to_string(index=False),
-                *[f"Note: {note}" for note in self.priors.notes()],
+                *[f"Note: {note}" for note in self.priors.notes(same_data=self.priors_from_same_data)],
                 "",
                 "Fixed effects:",
                 self.fixef(prob).to_string(float_format=lambda v: f"{v:.4g}"),

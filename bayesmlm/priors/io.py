@@ -18,9 +18,7 @@ True
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import tomllib
 from pathlib import Path
 
@@ -28,6 +26,7 @@ import pandas as pd
 
 from ..design import build_design
 from ..errors import PriorError
+from ..files import write_atomic
 from .distributions import DISTRIBUTIONS, Distribution
 from .spec import PriorSpec, check_support
 
@@ -68,18 +67,7 @@ def dumps(spec: PriorSpec) -> str:
 
 def save(spec: PriorSpec, path: str | Path) -> Path:
     """Write ``spec`` to ``path`` atomically; parent folders are created."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = dumps(spec)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, dumps(spec))
 
 
 def _line_numbers(text: str) -> dict[str, int]:

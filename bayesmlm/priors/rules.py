@@ -25,7 +25,7 @@ Examples
 >>> pri = empirical(fit)
 >>> pri["sd[Subject][Days]"]
 HalfNormal(sigma=11.8443)
->>> print(pri.notes()[0][:60])
+>>> print(pri.notes(same_data=True)[0][:60])
 These priors come from a fit to the same data that will be s
 """
 

@@ -36,6 +36,11 @@ SAME_DATA_NOTE = (
     "narrows the posterior (intervals are too short). For an honest analysis, derive priors from a "
     "fit on other data (e.g. an earlier period): bm.priors.empirical(bm.lmer(formula, earlier_df))."
 )
+EMPIRICAL_NOTE = (
+    "Empirical priors from an lmer fit (data fingerprint {fingerprint}). Used on other data (an earlier "
+    "period, a similar study) they carry that knowledge honestly; used on the same data they count it twice "
+    "and narrow the posterior: bm.sample warns when it recognises the same data."
+)
 
 _SUPPORT_OF_KIND = {"fixed": "real", "sd": "positive", "sigma": "positive", "cor": "correlation"}
 _FAMILIES_OF_SUPPORT = {
@@ -185,9 +190,20 @@ class PriorSpec(MutableMapping):
             columns=["parameter", "distribution", "source"],
         )
 
-    def notes(self) -> list[str]:
-        """Caveats a reader of these priors should see."""
-        return [SAME_DATA_NOTE] if self.meta.get("method") == "empirical" else []
+    def notes(self, same_data: bool | None = None) -> list[str]:
+        """Caveats a reader of these priors should see.
+
+        ``same_data``: whether they are used on the data they were elicited
+        from (True / False when known, e.g. by data fingerprint; None if not).
+        """
+        if self.meta.get("method") != "empirical":
+            return []
+        if same_data:
+            return [SAME_DATA_NOTE]
+        if same_data is False:
+            return [f"Empirical priors elicited from other data (fingerprint {self.meta.get('data_fingerprint', '?')}), "
+                    "not the data sampled here."]
+        return [EMPIRICAL_NOTE.format(fingerprint=self.meta.get("data_fingerprint", "?"))]
 
     def __repr__(self) -> str:
         lines = [f"PriorSpec for {self.meta.get('formula', '(no formula)')}"]
