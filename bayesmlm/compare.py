@@ -37,6 +37,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .pooling import no_pooling
+from .priors.spec import component_key
 
 __all__ = ["Comparison", "compare"]
 
@@ -145,32 +146,13 @@ class Comparison:
         return fig
 
 
-def _scales_table(fit, post, prob: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    ours = post.varcorr(prob)
-    theirs = fit.varcorr()
-
-    def key(r) -> str:
-        if r.grp == "Residual":
-            return "sigma"
-        if r.var2 is None or (isinstance(r.var2, float) and np.isnan(r.var2)):
-            return f"sd[{r.grp}][{r.var1}]"
-        return f"cor[{r.grp}][{r.var1},{r.var2}]"
-
-    lmer = {key(r): r.sdcor for r in theirs.itertuples()}
-    ours.index = [key(r) for r in ours.itertuples()]
-    table = _interval(ours.drop(columns=["grp", "var1", "var2"]))
-    table.insert(0, "lmer", [lmer.get(k, np.nan) for k in table.index])
-    table = _inside(table[["lmer", *_SUMMARY]])
-    return table.drop(index="sigma"), table.loc[["sigma"]]
-
-
 def _levels_table(fit, post, prob: float) -> pd.DataFrame:
     design = post.design
     population = post.fixef(prob)["mean"]
-    lmer_coef = fit.coef()
+    lmer_coef, posterior_coef = fit.coef(), post.coef(prob)
     rows = []
     for block in design.blocks:
-        ours = _interval(post.coef(prob)[block.factor])
+        ours = _interval(posterior_coef[block.factor])
         unpooled = no_pooling(design, block.codes, block.levels)
         for level in block.levels:
             for term in block.columns:
@@ -204,10 +186,15 @@ def compare(fit, post, prob: float = 0.9) -> Comparison:
     if fit.formula != post.design.formula.text:
         raise ValueError(f"fit and posterior are of different models: {fit.formula!r} vs {post.design.formula.text!r}")
     post.design.require_rows("the comparison's no-pooling estimates")
-    fixed = _interval(post.fixef(prob))
-    fixed.insert(0, "lmer_se", fit.se())
-    fixed.insert(0, "lmer", fit.fixef())
-    fixed = _inside(fixed[["lmer", "lmer_se", *_SUMMARY]])
-    scales, sigma = _scales_table(fit, post, prob)
-    return Comparison(fixed, scales, sigma, _levels_table(fit, post, prob), prob)
+    table = post.parameters(prob)
+    vc = fit.varcorr()
+    lmer = pd.concat([fit.fixef(), pd.Series(vc.sdcor.to_numpy(), index=[component_key(r.grp, r.var1, r.var2) for r in vc.itertuples()])])
+    table.insert(0, "lmer", lmer.reindex(table.index))
+    table = _inside(table)
+    fixed_names = post.design.fixed_names
+    fixed = table.loc[fixed_names]
+    fixed.insert(1, "lmer_se", fit.se())
+    scales = table.drop(index=[*fixed_names, "sigma"])
+    return Comparison(fixed[["lmer", "lmer_se", *_SUMMARY, "lmer_inside"]], scales, table.loc[["sigma"]],
+                      _levels_table(fit, post, prob), prob)
 

@@ -32,7 +32,7 @@ from .formula import MixedFormula, RandomTerm, parse_formula
 from .frame import NaAction, factor_codes, model_frame
 from .stats import SufficientStats
 
-__all__ = ["FactorBlock", "Design", "build_design", "check_identifiable", "response_values", "r_style_name"]
+__all__ = ["FactorBlock", "Design", "build_design", "check_identifiable", "crossed_pair", "response_values", "r_style_name"]
 
 _TREATMENT = re.compile(r"^(?P<var>.+)\[T\.(?P<level>.+)\]$")
 _FULL = re.compile(r"^(?P<var>[^\[\]]+)\[(?P<level>[^\[\]]+)\]$")
@@ -244,6 +244,16 @@ class Design:
             if b.factor == factor:
                 return b
         raise KeyError(f"no grouping factor {factor!r}; factors are {[b.factor for b in self.blocks]}")
+
+
+def crossed_pair(design: "Design") -> tuple[FactorBlock, FactorBlock] | None:
+    """The first two factor blocks when they are crossed (neither nested in the other), else None."""
+    if len(design.blocks) < 2:
+        return None
+    a, b = design.blocks[0], design.blocks[1]
+    pairs = pd.DataFrame({"a": a.codes, "b": b.codes}).drop_duplicates()
+    crossed = pairs.groupby("b").a.nunique().max() > 1 and pairs.groupby("a").b.nunique().max() > 1
+    return (a, b) if crossed else None
 
 
 def response_values(formula: MixedFormula, data: pd.DataFrame) -> np.ndarray:

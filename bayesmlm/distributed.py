@@ -32,12 +32,18 @@ import warnings
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from .design import Design, build_design, check_identifiable, response_values
 from .errors import DataError
 from .formula import MixedFormula, parse_formula
-from .frame import NaAction, check_factor_levels, required_columns, unknown_column_error
+from .frame import (
+    NaAction,
+    check_factor_levels,
+    describe_missing,
+    missing_values_error,
+    required_columns,
+    unknown_column_error,
+)
 from .newdata import new_design
 from .stats import SufficientStats
 
@@ -68,13 +74,8 @@ def _second_pass(part: pd.DataFrame, template: Design) -> SufficientStats | None
     if len(part) == 0:
         return None
     nd = new_design(template, part)
-    Z = sp.hstack(
-        [
-            dataclasses.replace(block, codes=codes, values=values).z_matrix()
-            for block, codes, values in zip(template.blocks, nd.codes, nd.values)
-        ],
-        format="csr",
-    )
+    blocks = [dataclasses.replace(b, codes=c, values=v) for b, c, v in zip(template.blocks, nd.codes, nd.values)]
+    Z = dataclasses.replace(template, blocks=blocks).Z
     y = response_values(template.formula, part)
     return SufficientStats.of_chunk(nd.X, Z, y)
 
@@ -109,14 +110,9 @@ def design_from_dask(formula: str | MixedFormula, ddf, na_action: NaAction = "er
     n_rows = sum(n for n, _, _ in first)
     if n_rows == 0:
         raise DataError("data has no rows")
-    na = sum((counts for _, counts, _ in first), start=pd.Series(0, index=needed))
-    na = na[na > 0]
-    if len(na) and na_action == "error":
-        detail = ", ".join(f"{c!r} ({int(k)} missing)" for c, k in na.items())
-        raise DataError(
-            f"missing values in column(s) {detail}; remove or impute them, "
-            "or pass na_action='drop' to drop incomplete rows"
-        )
+    detail = describe_missing(sum((counts for _, counts, _ in first), start=pd.Series(0, index=needed)))
+    if detail and na_action == "error":
+        raise missing_values_error(detail)
     sample = pd.concat([s for _, _, s in first], ignore_index=True)
     if len(sample) == 0:
         raise DataError("no complete rows remain after dropping missing values")
@@ -130,7 +126,7 @@ def design_from_dask(formula: str | MixedFormula, ddf, na_action: NaAction = "er
         raise DataError("no complete rows remain after dropping missing values")
     n_dropped = n_rows - stats.n
     if n_dropped:
-        warnings.warn(f"dropped {n_dropped} of {n_rows} rows with missing values", stacklevel=3)
+        warnings.warn(f"dropped {n_dropped} of {n_rows} rows with missing values in {detail}", stacklevel=3)
     check_factor_levels(parsed, template.data, n=stats.n)
     for block in template.blocks:
         check_identifiable(block, stats.n)

@@ -126,6 +126,19 @@ def check_factor_levels(formula: MixedFormula, data: pd.DataFrame, n: int | None
             )
 
 
+def describe_missing(na_counts: pd.Series) -> str:
+    """``'x' (3 missing), 'g' (1 missing)`` for the columns with missing values."""
+    return ", ".join(f"{col!r} ({int(count)} missing)" for col, count in na_counts.items() if count > 0)
+
+
+def missing_values_error(detail: str) -> DataError:
+    """The error for missing values under ``na_action="error"``, with what to do."""
+    return DataError(
+        f"missing values in column(s) {detail}; remove or impute them, "
+        "or pass na_action='drop' to drop incomplete rows"
+    )
+
+
 def plain_strings(frame: pd.DataFrame) -> pd.DataFrame:
     """Text columns of pandas' ``string`` dtype (Arrow-backed, as Dask makes them) as objects,
     which formulaic encodes as categorical."""
@@ -168,12 +181,9 @@ def model_frame(
     na_counts = na_counts[na_counts > 0]
     n_dropped = 0
     if len(na_counts):
-        detail = ", ".join(f"{col!r} ({count} missing)" for col, count in na_counts.items())
+        detail = describe_missing(na_counts)
         if na_action == "error":
-            raise DataError(
-                f"missing values in column(s) {detail}; remove or impute them, "
-                "or pass na_action='drop' to drop incomplete rows"
-            )
+            raise missing_values_error(detail)
         keep = frame.notna().all(axis=1).to_numpy()
         n_dropped = int((~keep).sum())
         frame = frame.loc[keep]

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .design import Design
+from .design import Design, crossed_pair
 from .errors import DataError
 
 __all__ = ["Pooling", "pooling", "no_pooling", "complete_pooling", "APPROACHES"]
@@ -151,9 +151,9 @@ def _row_keys(data: pd.DataFrame, factor: str) -> np.ndarray:
     return level_keys(data, factor).astype(str)
 
 
-def _crossed_rows(design: Design, fit, post, lmer_coef, bayes_coef) -> list[pd.DataFrame]:
-    """Combined coefficients for every combination of the first two factors' levels."""
-    a, b = design.blocks[0], design.blocks[1]
+def _crossed_rows(design: Design, pair, fit, post, lmer_coef, bayes_coef) -> list[pd.DataFrame]:
+    """Combined coefficients for every combination of the crossed pair's levels."""
+    a, b = pair
     name = f"{a.factor}:{b.factor}"
     combos = [f"{la}:{lb}" for la, lb in itertools.product(a.levels, b.levels)]
     keys = np.char.add(np.char.add(np.asarray(a.levels, dtype=str)[a.codes], ":"), np.asarray(b.levels, dtype=str)[b.codes])
@@ -177,9 +177,9 @@ def _crossed_rows(design: Design, fit, post, lmer_coef, bayes_coef) -> list[pd.D
 
 def _bayes_means(post) -> dict[str, pd.DataFrame]:
     """Posterior-mean coefficients per factor: levels x fixed-effect columns, model order."""
-    out = {}
+    out, coef = {}, post.coef()
     for block in post.design.blocks:
-        means = post.coef()[block.factor]["mean"].unstack("term")
+        means = coef[block.factor]["mean"].unstack("term")
         out[block.factor] = means.loc[block.levels, post.design.fixed_names]
     return out
 
@@ -233,13 +233,7 @@ def pooling(
         parts.append(_long(lmer_coef[block.factor], "partial pooling (lmer)", block.factor, counts))
         if bayes_coef is not None:
             parts.append(_long(bayes_coef[block.factor], "partial pooling (Bayes)", block.factor, counts))
-    if len(design.blocks) >= 2 and _crossed(design):
-        parts += _crossed_rows(design, fit, post, lmer_coef, bayes_coef)
+    pair = crossed_pair(design)
+    if pair is not None:
+        parts += _crossed_rows(design, pair, fit, post, lmer_coef, bayes_coef)
     return Pooling(pd.concat(parts, ignore_index=True), design)
-
-
-def _crossed(design: Design) -> bool:
-    """True when the first two factors are crossed (neither nested in the other)."""
-    a, b = design.blocks[0], design.blocks[1]
-    pairs = pd.DataFrame({"a": a.codes, "b": b.codes}).drop_duplicates()
-    return pairs.groupby("b").a.nunique().max() > 1 and pairs.groupby("a").b.nunique().max() > 1

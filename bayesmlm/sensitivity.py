@@ -75,24 +75,6 @@ class Sensitivity:
         return self.verdict() + "\n" + self.table.to_string(index=False, float_format=lambda v: f"{v:.4g}")
 
 
-def _summaries(post) -> pd.DataFrame:
-    fixed = post.fixef()
-    fixed.index = list(fixed.index)
-    vc = post.varcorr()
-    keys = []
-    for r in vc.itertuples():
-        if r.grp == "Residual":
-            keys.append("sigma")
-        elif r.var2 is None or r.var2 != r.var2:
-            keys.append(f"sd[{r.grp}][{r.var1}]")
-        else:
-            keys.append(f"cor[{r.grp}][{r.var1},{r.var2}]")
-    vc.index = keys
-    table = pd.concat([fixed, vc.drop(columns=["grp", "var1", "var2"])])
-    quantiles = [c for c in table.columns if c.endswith("%")]
-    return table.rename(columns=dict(zip(quantiles, ["lower", "upper"])))
-
-
 def sensitivity(
     formula: str,
     data: pd.DataFrame,
@@ -124,10 +106,10 @@ def sensitivity(
 
     spec = priors if isinstance(priors, PriorSpec) else _resolve_priors(priors, make_design(formula, data), None)
     base = base if base is not None else sample(formula, data, priors=spec, **sample_kwargs)
-    reference = _summaries(base)
+    reference = base.parameters()
     rows = []
     for factor in scales:
-        other = _summaries(sample(formula, data, priors=scale_priors(spec, factor), **sample_kwargs))
+        other = sample(formula, data, priors=scale_priors(spec, factor), **sample_kwargs).parameters()
         for parameter in reference.index:
             sd = reference.loc[parameter, "sd"]
             for stat in ("mean", "lower", "upper"):

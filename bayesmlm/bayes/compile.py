@@ -59,21 +59,24 @@ def compile_for_nutpie(model: pm.Model):
 
     point = model.initial_point()
     value_vars = model.value_vars
-    logp = model.logp()
-    grad = pt.concatenate([g.ravel() for g in pt.grad(logp, value_vars)])
     data = _data_inputs(model)
     data_names = [var.name for var in data]
-    outputs, flat = join_nonshared_inputs(point, [logp, grad], value_vars)
-    outputs = graph_replace(outputs, data, strict=False)
-    logp_fn = pytensor.function([flat, *data.values()], outputs, on_unused_input="ignore")
 
+    def on_flat_vector(outputs: list):
+        """Compile ``outputs`` as a function of the flat unconstrained vector and the data."""
+        joined, flat = join_nonshared_inputs(point, outputs, value_vars)
+        return pytensor.function([flat, *data.values()], graph_replace(joined, data, strict=False), on_unused_input="ignore")
+
+    def flatten(values: dict) -> np.ndarray:
+        return np.concatenate([np.asarray(values[v.name], dtype=np.float64).ravel() for v in value_vars])
+
+    logp = model.logp()
+    logp_fn = on_flat_vector([logp, pt.concatenate([g.ravel() for g in pt.grad(logp, value_vars)])])
     # Free variables on their own scale, and every Deterministic.
     kept = [v for v in model.unobserved_value_vars if v.name in model.named_vars]
     names = [v.name for v in kept]
-    kept_outputs, flat_e = join_nonshared_inputs(point, kept, value_vars)
-    kept_outputs = graph_replace(kept_outputs, data, strict=False)
-    expand_fn = pytensor.function([flat_e, *data.values()], kept_outputs, on_unused_input="ignore")
-    start = np.concatenate([np.asarray(point[v.name], dtype=np.float64).ravel() for v in value_vars])
+    expand_fn = on_flat_vector(kept)
+    start = flatten(point)
     values = {name: np.asarray(var.get_value(), dtype=np.float64) for name, var in zip(data_names, data)}
     shapes = [np.shape(out) for out in expand_fn(start, *values.values())]
 
@@ -99,8 +102,7 @@ def compile_for_nutpie(model: pm.Model):
     jittered = make_initial_point_fn(model=model, jitter_rvs=set(model.free_RVs), return_transformed=True)
 
     def initial_point(seed):
-        draw = jittered(seed)
-        return np.concatenate([np.asarray(draw[v.name], dtype=np.float64).ravel() for v in value_vars])
+        return flatten(jittered(seed))
 
     dims = {name: tuple(model.named_vars_to_dims[name]) for name in names if name in model.named_vars_to_dims}
     return from_pyfunc(

@@ -21,13 +21,24 @@ import xarray as xr
 from ..design import Design, FactorBlock
 from .build import col_dim, col_dim_b
 
-__all__ = ["stack_chains", "correlation_factors", "locate"]
+__all__ = ["stack_chains", "correlation_factors", "locate", "linear_predictor"]
 
 
 def stack_chains(posterior: xr.Dataset, var: str) -> np.ndarray:
     """(chains * draws, ...) array of one posterior variable."""
     values = np.asarray(posterior[var])
     return values.reshape(-1, *values.shape[2:])
+
+
+def linear_predictor(design: Design, beta: np.ndarray, effects: list[np.ndarray]) -> np.ndarray:
+    """``X beta + Z b`` for the design's rows under each draw: (draws, rows).
+
+    ``beta`` is (draws, p); ``effects`` holds, per block, (draws, levels, columns).
+    """
+    mu = beta @ design.X.T
+    for block, r in zip(design.blocks, effects):
+        mu += np.einsum("snk,nk->sn", r[:, block.codes, :], block.values)
+    return mu
 
 
 def correlation_factors(posterior: xr.Dataset, block: FactorBlock) -> np.ndarray:

@@ -19,7 +19,7 @@ import numpy as np
 import xarray as xr
 
 from ..design import Design
-from .draws import stack_chains
+from .draws import linear_predictor, stack_chains
 
 __all__ = ["pointwise_loglik", "normal_logpdf"]
 
@@ -41,9 +41,7 @@ def pointwise_loglik(posterior: xr.Dataset, design: Design, chunk_draws: int = 2
     out = np.empty((chains * draws, design.n))
     for start in range(0, chains * draws, chunk_draws):
         s = slice(start, start + chunk_draws)
-        mu = beta[s] @ design.X.T
-        for block, r in zip(design.blocks, effects):
-            mu += np.einsum("snk,nk->sn", r[s][:, block.codes, :], block.values)
+        mu = linear_predictor(design, beta[s], [r[s] for r in effects])
         out[s] = normal_logpdf(design.y[None, :], mu, sigma[s][:, None])
     values = out.reshape(chains, draws, design.n)
     return xr.Dataset(

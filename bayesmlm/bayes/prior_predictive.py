@@ -29,6 +29,7 @@ from matplotlib.figure import Figure
 
 from ..design import Design
 from ..priors.spec import PriorSpec, correlation_key
+from .draws import linear_predictor
 
 __all__ = ["draw_parameters", "simulate_response", "PriorPredictive", "prior_predictive", "check_design"]
 
@@ -63,10 +64,7 @@ def draw_parameters(design: Design, priors: PriorSpec, rng: np.random.Generator,
 def simulate_response(design: Design, params: dict[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:
     """Responses (draws x rows) for the design's rows under each parameter draw."""
     beta = np.column_stack([params[name] for name in design.fixed_names])
-    y = beta @ design.X.T
-    for block in design.blocks:
-        r = params[f"r[{block.factor}]"]  # (size, levels, k)
-        y = y + np.einsum("snk,nk->sn", r[:, block.codes, :], block.values)
+    y = linear_predictor(design, beta, [params[f"r[{block.factor}]"] for block in design.blocks])
     return y + params["sigma"][:, None] * rng.standard_normal(y.shape)
 
 
@@ -169,9 +167,8 @@ def check_design(
     design: Design, priors: PriorSpec, draws: int = 500, plausible: tuple[float, float] | None = None, seed: int | None = None
 ) -> PriorPredictive:
     """:func:`prior_predictive` for a built design and resolved priors."""
-    spec = priors
     if plausible is not None and not plausible[0] < plausible[1]:
         raise ValueError(f"plausible must be (low, high) with low < high, got {plausible}")
     rng = np.random.default_rng(seed)
-    y = simulate_response(design, draw_parameters(design, spec, rng, draws), rng)
+    y = simulate_response(design, draw_parameters(design, priors, rng, draws), rng)
     return PriorPredictive(y, design.y, plausible, design.formula.response.strip())

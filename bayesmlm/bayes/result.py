@@ -23,7 +23,7 @@ import pandas as pd
 from ..design import Design
 from ..errors import DataError
 from ..newdata import new_design
-from ..priors.spec import PriorSpec
+from ..priors.spec import PriorSpec, component_key
 from .diagnostics import Diagnostics
 from .draws import correlation_factors, locate, stack_chains
 
@@ -134,6 +134,19 @@ class BayesFit:
                             )
         rows.append({"grp": "Residual", "var1": None, "var2": None, **_stats(self._flat("sigma"), prob)})
         return pd.DataFrame(rows)
+
+    def parameters(self, prob: float = 0.9) -> pd.DataFrame:
+        """Fixed effects, SDs, correlations and sigma in one table indexed by parameter name.
+
+        Columns ``mean, sd, lower, upper`` (the equal-tailed ``prob`` interval);
+        names as in prior files and :meth:`draws` (``Days``, ``sd[Subject][Days]``,
+        ``cor[Subject][Intercept,Days]``, ``sigma``).
+        """
+        vc = self.varcorr(prob)
+        vc.index = [component_key(r.grp, r.var1, r.var2) for r in vc.itertuples()]
+        table = pd.concat([self.fixef(prob), vc.drop(columns=["grp", "var1", "var2"])])
+        quantiles = [c for c in table.columns if c.endswith("%")]
+        return table.rename(columns=dict(zip(quantiles, ["lower", "upper"])))
 
     def _per_level(self, values: dict[str, np.ndarray], block, prob: float) -> pd.DataFrame:
         rows, index = [], []

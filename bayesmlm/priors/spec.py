@@ -27,7 +27,7 @@ from ..design import Design
 from ..errors import PriorError
 from .distributions import Distribution
 
-__all__ = ["Parameter", "PriorSpec", "model_parameters", "kind_of_key", "SAME_DATA_NOTE"]
+__all__ = ["Parameter", "PriorSpec", "model_parameters", "kind_of_key", "component_key", "SAME_DATA_NOTE"]
 
 Kind = Literal["fixed", "sd", "cor", "sigma"]
 
@@ -67,6 +67,21 @@ class Parameter:
     kind: Kind
     factor: str | None
     columns: tuple[str, ...]
+
+
+def component_key(grp: str, var1: str | None, var2: str | None) -> str:
+    """Name of a ``varcorr()`` row: ``sd[g][x]``, ``cor[g][a,b]`` or ``sigma`` (the residual).
+
+    Examples
+    --------
+    >>> component_key("Subject", "Days", None), component_key("Subject", "Intercept", "Days")
+    ('sd[Subject][Days]', 'cor[Subject][Intercept,Days]')
+    """
+    if grp == "Residual":
+        return "sigma"
+    if var2 is None or var2 != var2:  # None, or NaN once in a DataFrame
+        return f"sd[{grp}][{var1}]"
+    return f"cor[{grp}][{var1},{var2}]"
 
 
 def correlation_key(factor: str, columns: tuple[str, ...], n_groups: int) -> str:

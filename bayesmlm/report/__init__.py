@@ -116,10 +116,10 @@ def _pooling(freq, post) -> tuple[str | None, str | None]:
     from ..errors import DataError
     from ..pooling import pooling
 
+    if freq is None:
+        return None, "pooling figure: pass the lmer fit (freq=...) to compare pooling strategies"
     try:
-        pool = pooling(post.design.formula.text, post.design.data, fit=freq, post=post, bayes=True) if freq is not None else None
-        if pool is None:
-            return None, "pooling figure: pass the lmer fit (freq=...) to compare pooling strategies"
+        pool = pooling(post.design.formula.text, post.design.data, fit=freq, post=post)
         return figure_data_uri(pool.plot(), dpi=70), None
     except DataError as exc:
         return None, f"pooling figure left out: {exc}"

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from ..design import Design
+from ..design import Design, crossed_pair
 
 __all__ = ["DataSummary", "summarise_data"]
 
@@ -63,12 +63,11 @@ def summarise_data(design: Design) -> DataSummary:
         levels[block.factor] = block.n_levels
         per_level[block.factor] = (int(counts.min()), float(counts.median()), int(counts.max()))
     crossed, missing = None, []
-    if len(design.blocks) >= 2:
-        a, b = design.blocks[0], design.blocks[1]
+    pair = crossed_pair(design)
+    if pair is not None:
+        a, b = pair
         seen = set(zip(a.codes.tolist(), b.codes.tolist()))
-        pairs = pd.DataFrame(list(seen), columns=["a", "b"])
-        if pairs.groupby("a").b.nunique().max() > 1 and pairs.groupby("b").a.nunique().max() > 1:
-            crossed = (a.factor, b.factor)
-            missing = [f"{a.levels[i]}:{b.levels[j]}" for i, j in itertools.product(range(a.n_levels), range(b.n_levels))
-                       if (i, j) not in seen]
+        crossed = (a.factor, b.factor)
+        missing = [f"{a.levels[i]}:{b.levels[j]}" for i, j in itertools.product(range(a.n_levels), range(b.n_levels))
+                   if (i, j) not in seen]
     return DataSummary(design.n, design.n_dropped, design.formula.response.strip(), levels, per_level, crossed, missing)
