@@ -247,7 +247,17 @@ class Design:
 
 
 def crossed_pair(design: "Design") -> tuple[FactorBlock, FactorBlock] | None:
-    """The first two factor blocks when they are crossed (neither nested in the other), else None."""
+    """The first two factor blocks when they are crossed (neither nested in the other), else None.
+
+    Examples
+    --------
+    >>> import bayesmlm as bm
+    >>> d = build_design("diameter ~ 1 + (1 | plate) + (1 | sample)", bm.datasets.load("penicillin"))
+    >>> [b.factor for b in crossed_pair(d)]
+    ['plate', 'sample']
+    >>> crossed_pair(build_design("strength ~ 1 + (1 | batch/cask)", bm.datasets.load("pastes"))) is None
+    True
+    """
     if len(design.blocks) < 2:
         return None
     a, b = design.blocks[0], design.blocks[1]

@@ -141,6 +141,17 @@ class BayesFit:
         Columns ``mean, sd, lower, upper`` (the equal-tailed ``prob`` interval);
         names as in prior files and :meth:`draws` (``Days``, ``sd[Subject][Days]``,
         ``cor[Subject][Intercept,Days]``, ``sigma``).
+
+        Examples
+        --------
+        >>> import warnings, bayesmlm as bm
+        >>> df = bm.datasets.load("sleepstudy")
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore")
+        ...     post = bm.sample("Reaction ~ Days + (1 | Subject)", df, priors="default",
+        ...                      draws=200, tune=200, chains=2, seed=1, progressbar=False)
+        >>> post.parameters().index.tolist(), post.parameters().columns.tolist()
+        (['Intercept', 'Days', 'sd[Subject][Intercept]', 'sigma'], ['mean', 'sd', 'lower', 'upper'])
         """
         vc = self.varcorr(prob)
         vc.index = [component_key(r.grp, r.var1, r.var2) for r in vc.itertuples()]

@@ -78,6 +78,13 @@ def set_from_quantiles(
     """Set ``spec[key]`` from an expert interval and record the elicitation as its source.
 
     Returns the same spec, for chaining.
+
+    Examples
+    --------
+    >>> from bayesmlm.priors import PriorSpec, Normal
+    >>> spec = set_from_quantiles(PriorSpec({"Days": Normal(0, 100)}), "Days", 0, 20)
+    >>> spec.sources["Days"]
+    'expert: 90% between 0 and 20 (Normal, PreliZ maxent)'
     """
     dist = from_quantiles(lower, upper, mass=mass, family=family)
     spec[key] = dist
