@@ -1,9 +1,10 @@
-"""Command line: ``bayesmlm fit``, ``bayesmlm priors`` and ``bayesmlm demo``.
+"""Command line: ``bayesmlm fit``, ``priors``, ``dataset`` and ``demo``.
 
 ``fit DATA.csv FORMULA`` prints the lmer summary; with ``--priors`` or
 ``--report OUT.html`` it also samples the Bayesian model and writes the
 report. ``priors DATA.csv FORMULA -o FILE.toml`` writes empirical priors for
-review. ``demo`` runs the README's end-to-end example.
+review. ``dataset NAME -o FILE.csv`` writes a bundled or simulated example
+data set. ``demo`` runs the README's end-to-end example.
 
 User mistakes (unreadable CSV, bad formula, unknown column) end with one clear
 line on stderr and exit status 2, never a traceback.
@@ -112,6 +113,29 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+SIMULATED = {
+    "retail": lambda: datasets.simulate_retail(5000, n_absent=2, seed=7),
+    "plant_machine": datasets.simulate_plant_machine,
+    "cooler": lambda: datasets.simulate_cooler()[0],
+}
+"""Simulated data sets ``bayesmlm dataset`` writes (default parameters of the simulators)."""
+
+
+def _cmd_dataset(args: argparse.Namespace) -> int:
+    if args.name in SIMULATED:
+        df = SIMULATED[args.name]()
+    elif args.name in datasets.names():
+        df = datasets.load(args.name)
+    else:
+        known = ", ".join(datasets.names() + sorted(SIMULATED))
+        raise BayesMLMError(f"no data set {args.name!r}; available: {known}")
+    path = Path(args.output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(path, index=False)
+    print(f"{args.name}: {len(df)} rows, columns {', '.join(df.columns)} written to {path}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bayesmlm", description="lme4-style mixed models, frequentist and Bayesian.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -134,6 +158,10 @@ def _parser() -> argparse.ArgumentParser:
     priors.add_argument("-o", "--output", required=True, metavar="FILE.toml", help="prior file to write")
     priors.add_argument("--na-action", choices=["error", "drop"], default="error", dest="na_action")
     priors.set_defaults(run=_cmd_priors)
+    dataset = sub.add_parser("dataset", help="write an example data set (bundled or simulated) as CSV")
+    dataset.add_argument("name", help=f"one of {', '.join(datasets.names() + sorted(SIMULATED))}")
+    dataset.add_argument("-o", "--output", required=True, metavar="FILE.csv", help="CSV file to write")
+    dataset.set_defaults(run=_cmd_dataset)
     demo = sub.add_parser("demo", help="end-to-end example on bundled simulated data; writes a report")
     demo.add_argument("--out", default="bayesmlm-demo/report.html", metavar="OUT.html", help="report path (default %(default)s)")
     demo.add_argument("--draws", type=int, default=1000, help="posterior draws per chain (default 1000)")

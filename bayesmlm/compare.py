@@ -64,6 +64,14 @@ class Comparison:
     fixed, scales, sigma, levels : pandas.DataFrame
     prob : float
         Probability of the equal-tailed posterior intervals.
+
+    Examples
+    --------
+    See :func:`compare`.
+
+    >>> import bayesmlm as bm
+    >>> callable(bm.Comparison.plot_forest)
+    True
     """
 
     fixed: pd.DataFrame
@@ -182,6 +190,17 @@ def compare(fit, post, prob: float = 0.9) -> Comparison:
     ------
     ValueError
         When the two fits are of different formulas.
+
+    Examples
+    --------
+    With ``df`` (sleepstudy) and ``post`` from the example of :func:`bayesmlm.sample`, and
+    ``fit = bm.lmer("Reaction ~ Days + (Days | Subject)", df)``:
+
+    >>> cmp = compare(fit, post)
+    >>> list(cmp.fixed.index), bool(cmp.fixed["lmer_inside"].all())
+    (['Intercept', 'Days'], True)
+    >>> cmp.levels.shape[0]  # 18 subjects x (Intercept, Days)
+    36
     """
     if fit.formula != post.design.formula.text:
         raise ValueError(f"fit and posterior are of different models: {fit.formula!r} vs {post.design.formula.text!r}")

@@ -189,6 +189,13 @@ class Design:
         Precomputed cross-products. A design reduced from a distributed frame
         holds only these (``rows_held`` is False): ``X``, ``y`` and ``data``
         then hold a sample of rows that covers every level, for encodings only.
+
+    Examples
+    --------
+    >>> import bayesmlm as bm
+    >>> d = build_design("Reaction ~ Days + (Days | Subject)", bm.datasets.load("sleepstudy"))
+    >>> d.X.shape, d.Z.shape, [b.factor for b in d.blocks]
+    ((180, 2), (180, 36), ['Subject'])
     """
 
     formula: MixedFormula
@@ -319,6 +326,14 @@ def build_design(
     Returns
     -------
     Design
+
+    Examples
+    --------
+    >>> import bayesmlm as bm
+    >>> df = bm.datasets.load("sleepstudy")
+    >>> d = build_design("Reaction ~ Days + (Days | Subject)", df)
+    >>> d.n, d.p, d.q, d.fixed_names
+    (180, 2, 36, ['Intercept', 'Days'])
     """
     parsed = parse_formula(formula) if isinstance(formula, str) else formula
     frame = model_frame(parsed, data, na_action=na_action, check_levels=row_checks)

@@ -3,6 +3,17 @@
 Every user-facing error says *what* is wrong (which column, level, key or term)
 and *what to do* about it. The classes subclass the built-in ones users already
 catch (``ValueError``, ``UserWarning``) so existing handlers keep working.
+
+Examples
+--------
+>>> issubclass(DataError, ValueError), issubclass(SingularFitWarning, UserWarning)
+(True, True)
+>>> import bayesmlm as bm, pandas as pd
+>>> try:
+...     bm.lmer("y ~ x + (1 | g)", pd.DataFrame({"y": [1.0, 2.0], "x": [0.0, 1.0]}))
+... except bm.DataError as error:
+...     print(error)
+column(s) 'g' used in the formula are not in the data; available columns: y, x
 """
 
 from __future__ import annotations

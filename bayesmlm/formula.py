@@ -44,6 +44,12 @@ class RandomTerm:
         False for terms produced by ``||``; such terms hold a single column.
     source : str
         The bar as the user wrote it, for error messages.
+
+    Examples
+    --------
+    >>> term = parse_formula("y ~ x + (x || g)").random[0]
+    >>> term.factor, term.correlated
+    ('g', False)
     """
 
     expr: str
@@ -72,6 +78,12 @@ class MixedFormula:
         an intercept).
     random : tuple of RandomTerm
         Random-effects terms, expanded (``||`` and ``/`` resolved).
+
+    Examples
+    --------
+    >>> f = parse_formula("y ~ x + (x | g) + (1 | a/b)")
+    >>> f.response, [t.factor for t in f.random]
+    ('y', ['g', 'b:a', 'a'])
     """
 
     text: str

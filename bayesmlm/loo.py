@@ -65,6 +65,17 @@ def loo_compare(models: dict, warn: bool = True) -> pd.DataFrame:
     pandas.DataFrame
         ArviZ's comparison (``elpd``, ``p``, ``elpd_diff``, ``dse``, ``weight``,
         ...) with an added ``pareto_k_bad`` count per model; best model first.
+
+    Examples
+    --------
+    With ``df`` (sleepstudy) and ``post`` from the example of :func:`bayesmlm.sample`, and
+    ``fit = bm.lmer("Reaction ~ Days + (Days | Subject)", df)``:
+
+    >>> simple = bm.sample("Reaction ~ Days + (1 | Subject)", df, priors="default", draws=300,
+    ...                    chains=2, seed=1, progressbar=False)
+    >>> table = loo_compare({"slopes": post, "intercepts": simple}, warn=False)
+    >>> table.index[0]  # the varying-slope model predicts better
+    'slopes'
     """
     if len(models) < 2:
         raise ValueError(f"loo_compare needs two or more models, got {len(models)}")

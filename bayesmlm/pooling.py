@@ -82,6 +82,15 @@ class Pooling:
         Tidy: ``approach, factor, level, term, estimate, n`` (``n`` = rows of
         that group; 0 for crossed combinations absent from the data).
     design : Design
+
+    Examples
+    --------
+    See :func:`pooling`.
+
+    >>> import bayesmlm as bm
+    >>> pool = bm.pooling("Reaction ~ Days + (1 | Subject)", bm.datasets.load("sleepstudy"), bayes=False)
+    >>> pool.coefficients("Subject", "no pooling").shape
+    (18, 2)
     """
 
     table: pd.DataFrame
@@ -212,6 +221,14 @@ def pooling(
     -------
     Pooling
         ``.table`` (tidy) and ``.plot()`` (faceted figure).
+
+    Examples
+    --------
+    >>> import bayesmlm as bm
+    >>> df = bm.datasets.load("sleepstudy")
+    >>> pool = pooling("Reaction ~ Days + (Days | Subject)", df, bayes=False)  # bayes=True samples too
+    >>> sorted(pool.table["approach"].unique())
+    ['complete pooling', 'no pooling', 'partial pooling (lmer)']
     """
     from .bayes.sample import sample
     from .freq.lmer import lmer

@@ -54,6 +54,14 @@ class Sensitivity:
         One row per (scale, parameter, statistic): ``base``, ``scaled``,
         ``shift_sd`` (shift in original posterior SDs) and ``moved``.
     threshold : float
+
+    Examples
+    --------
+    See :func:`sensitivity`.
+
+    >>> import bayesmlm as bm
+    >>> callable(bm.Sensitivity.verdict)
+    True
     """
 
     table: pd.DataFrame
@@ -100,6 +108,15 @@ def sensitivity(
         The fit under the original priors, if already made.
     **sample_kwargs
         Passed to every :func:`bayesmlm.sample` call (draws, chains, seed...).
+
+    Examples
+    --------
+    >>> import bayesmlm as bm
+    >>> df = bm.datasets.load("sleepstudy")
+    >>> sens = sensitivity("Reaction ~ Days + (1 | Subject)", df, priors="default", draws=300,
+    ...                    chains=2, seed=1, progressbar=False)
+    >>> isinstance(sens.verdict(), str), "moved" in sens.table.columns
+    (True, True)
     """
     from .bayes.sample import _resolve_priors, sample
     from .freq.lmer import make_design

@@ -3,7 +3,7 @@
 The same crossed varying-slope model, ``TotSales ~ Wk + (Wk | Description) + (Wk | MerGroup)``
 on ``bm.datasets.simulate_retail`` data (10 x 10 groups), the same draws, tune and chains,
 for 5,000, 100,000 and 1,000,000 rows. Each fit runs in a fresh subprocess, cold (empty
-PyTensor compile cache) or warm (the cache a previous run left). Printed per run: wall
+PyTensor and Numba compile caches) or warm (the caches a previous run left). Printed per run: wall
 seconds (compilation included), minimum bulk ESS over all parameters, ESS per second, and
 our ESS/s over Bambi's. Bambi's group effects are independent (it has no LKJ), ours
 correlated; both report every parameter's ESS.
@@ -61,8 +61,9 @@ def run_one(tool: str, rows: int, draws: int, tune: int, chains: int, sampler: s
 
 def child(tool: str, rows: int, cold: bool, args) -> dict:
     env = dict(os.environ)
-    if cold:
+    if cold:  # empty PyTensor and Numba caches: everything compiled in the run
         env["PYTENSOR_FLAGS"] = f"compiledir={tempfile.mkdtemp(prefix='pytensor-cold-')}"
+        env["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="numba-cold-")
     cmd = [sys.executable, __file__, "--one", tool, str(rows), "--draws", str(args.draws), "--tune", str(args.tune),
            "--chains", str(args.chains), "--sampler", args.sampler]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)

@@ -7,6 +7,7 @@ import warnings
 import dask.dataframe as dd
 import numpy as np
 import pytest
+from arviz_stats.base import array_stats
 
 import bayesmlm as bm
 from bayesmlm.distributed import design_from_dask
@@ -40,10 +41,17 @@ def test_collapsed_posterior_from_dask_matches_pandas() -> None:
     local = bm.sample(formula, df, **kwargs)
     remote = bm.sample(formula, dd.from_pandas(df, npartitions=4), **kwargs)
     assert remote.method == "collapsed" and "log_likelihood" not in remote.idata.children
-    # identical statistics up to summation order, same seed: the same chains
+    # The same statistics up to summation order ...
+    mine, theirs = local.design.sufficient_stats(), remote.design.sufficient_stats()
+    for name in ["ZtX", "Zty", "XtX", "Xty", "yty"]:
+        np.testing.assert_allclose(getattr(theirs, name), getattr(mine, name), rtol=1e-10, err_msg=name)
+    np.testing.assert_allclose(theirs.ZtZ.toarray(), mine.ZtZ.toarray(), rtol=1e-10)
+    # ... so the same posterior: rounding differences in the last digits make NUTS trajectories
+    # part ways, so the chains are compared as independent runs, within their Monte Carlo error.
     for key in ["Intercept", "Wk", "sigma", "sd[Description][Wk]", "cor[MerGroup][Intercept,Wk]"]:
         a, b = local.draws(key), remote.draws(key)
-        assert abs(a.mean() - b.mean()) <= 0.05 * a.std(), key
+        mcse = np.hypot(*(float(array_stats.mcse(x.reshape(2, -1), method="mean")) for x in (a, b)))
+        assert abs(a.mean() - b.mean()) <= 4 * mcse, key
 
 
 def test_dask_errors_name_the_problem() -> None:

@@ -133,6 +133,7 @@ def test_cli_fit_priors_and_report(tmp_path: Path, capsys) -> None:
         (["fit", "{csv}", "Reaction ~ Dayz + (1 | Subject)"], "'Dayz'"),
         (["fit", "{csv}", FORMULA, "--priors", "{bad_toml}", "--report", "{out}"], "bad.toml"),
         (["fit", "{csv}", FORMULA, "--priors", "{missing}"], "prior file"),
+        (["dataset", "sleepstudyy", "-o", "{out}"], "'sleepstudyy'; available: cake"),
     ],
 )
 def test_cli_errors_are_one_line_and_exit_2(args, message, tmp_path: Path, capsys) -> None:
@@ -150,7 +151,7 @@ def test_cli_errors_are_one_line_and_exit_2(args, message, tmp_path: Path, capsy
 
 
 def test_cli_help_for_every_command(capsys) -> None:
-    for command in (["--help"], ["fit", "--help"], ["priors", "--help"], ["demo", "--help"]):
+    for command in (["--help"], ["fit", "--help"], ["priors", "--help"], ["dataset", "--help"], ["demo", "--help"]):
         with pytest.raises(SystemExit) as stop:
             main(command)
         assert stop.value.code == 0

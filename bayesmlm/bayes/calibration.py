@@ -2,7 +2,8 @@
 
 ``simulate_from_prior`` draws every parameter from its prior and a response
 for a fixed design. ``sbc`` repeats: simulate, fit with the collapsed sampler
-(compiled once; only the response's statistics change between replications),
+that ``bm.sample`` uses (compiled once; only the response's statistics change
+between replications),
 and record the rank of each true value among thinned posterior draws. For a
 correct sampler the ranks are uniform; ``rank_uniformity`` tests that with a
 chi-square test on binned ranks.
@@ -28,9 +29,10 @@ from scipy import stats as scipy_stats
 from ..design import Design
 from ..priors.spec import PriorSpec
 from ..stats import SufficientStats
-from .collapsed import build_collapsed_model, draw_effects
+from .collapsed import build_collapsed_model, collapsed_plan, draw_effects
 from .compile import compile_for_nutpie
 from .draws import locate
+from .native import NativeCollapsed, supports
 from .prior_predictive import draw_parameters, simulate_response
 from .sample import quiet_blas_warning
 
@@ -62,16 +64,27 @@ def sbc(
     import nutpie
 
     rng = np.random.default_rng(seed)
-    model, plan = build_collapsed_model(design, priors)
-    with quiet_blas_warning():
-        compiled = compile_for_nutpie(model)  # the compiled model bm.sample uses for collapsed fits
+    plan = collapsed_plan(design, priors)
+    # The compiled density bm.sample uses for collapsed fits; only the response's statistics change.
+    if supports(design, priors) is None:
+        native = NativeCollapsed.from_design(design, priors, plan.stats)
+
+        def compiled_for(stats):
+            return native.with_stats(stats).for_nutpie()
+    else:
+        model, plan = build_collapsed_model(design, priors, plan.stats)
+        with quiet_blas_warning():
+            compiled = compile_for_nutpie(model)
+
+        def compiled_for(stats):
+            return compiled.with_data(Zty=stats.Zty, Xty=stats.Xty, yty=np.asarray(stats.yty, dtype=np.float64))
     keep = np.linspace(0, draws * chains - 1, ranks_of).round().astype(int)
     rows = []
     for rep in range(replications):
         truth, y = simulate_from_prior(design, priors, rng)
         stats = SufficientStats.from_arrays(design.X, design.Z, y)
         run = nutpie.sample(
-            compiled.with_data(Zty=stats.Zty, Xty=stats.Xty, yty=np.asarray(stats.yty, dtype=np.float64)),
+            compiled_for(stats),
             draws=draws,
             tune=tune,
             chains=chains,

@@ -48,7 +48,7 @@ from ..stats import SufficientStats
 from .build import block_scale, col_dim, model_coords, sigma_rv, vector_rv
 from .draws import correlation_factors, stack_chains
 
-__all__ = ["COLLAPSED_LIMIT", "CollapsedPlan", "build_collapsed_model", "draw_effects"]
+__all__ = ["COLLAPSED_LIMIT", "CollapsedPlan", "collapsed_plan", "build_collapsed_model", "draw_effects"]
 
 COLLAPSED_LIMIT = 100
 """Largest number of random plus fixed effects that ``method="auto"`` samples collapsed.
@@ -92,16 +92,23 @@ def _free_entries(T, free) -> object:
     return T[[i for i, _ in free], [j for _, j in free]]
 
 
-def build_collapsed_model(
-    design: Design, priors: PriorSpec, stats: SufficientStats | None = None
-) -> tuple[pm.Model, CollapsedPlan]:
-    """PyMC model whose likelihood has the group (and fixed) effects integrated out."""
+def collapsed_plan(design: Design, priors: PriorSpec, stats: SufficientStats | None = None) -> CollapsedPlan:
+    """What the collapsed likelihood integrates out, with the statistics it uses (priors checked)."""
     priors.check(design)
     stats = stats or design.sufficient_stats()
     integrate_beta = all(isinstance(priors[name], Normal) for name in design.fixed_names)
     layout = ThetaLayout.from_design(design)
     rows, cols, entry = layout.lambda_positions([b.n_levels for b in design.blocks])
-    plan = CollapsedPlan(integrate_beta, rows, cols, entry, stats, layout)
+    return CollapsedPlan(integrate_beta, rows, cols, entry, stats, layout)
+
+
+def build_collapsed_model(
+    design: Design, priors: PriorSpec, stats: SufficientStats | None = None
+) -> tuple[pm.Model, CollapsedPlan]:
+    """PyMC model whose likelihood has the group (and fixed) effects integrated out."""
+    plan = collapsed_plan(design, priors, stats)
+    stats, integrate_beta, layout = plan.stats, plan.integrate_beta, plan.layout
+    rows, cols, entry = plan.rows, plan.cols, plan.entry
     q, p, n = design.q, design.p, stats.n
     coords = {k: v for k, v in model_coords(design).items() if k != "obs"}
     with pm.Model(coords=coords) as model:

@@ -78,6 +78,14 @@ class PriorPredictive:
     observed : ndarray (rows,)
     plausible : (float, float) or None
     response : str
+
+    Examples
+    --------
+    See :func:`prior_predictive`.
+
+    >>> import bayesmlm as bm
+    >>> callable(bm.PriorPredictive.verdict)
+    True
     """
 
     y: np.ndarray
@@ -155,6 +163,15 @@ def prior_predictive(
         The range a response could reasonably take; the share of simulated
         values outside it is reported.
     seed : int, optional
+
+    Examples
+    --------
+    >>> import bayesmlm as bm
+    >>> df = bm.datasets.load("sleepstudy")
+    >>> check = prior_predictive("Reaction ~ Days + (Days | Subject)", df, priors="default",
+    ...                          plausible=(0, 2000), seed=1)
+    >>> 0.0 <= check.share_outside <= 1.0, isinstance(check.verdict(), str)
+    (True, True)
     """
     from ..design import build_design
     from .sample import _resolve_priors

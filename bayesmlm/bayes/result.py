@@ -59,6 +59,20 @@ class BayesFit:
     sampler : str
     method : str
         ``"collapsed"`` or ``"full"``; ``method_note`` says why.
+
+    Examples
+    --------
+    With ``df`` (sleepstudy) and ``post`` from the example of :func:`bayesmlm.sample`, and
+    ``fit = bm.lmer("Reaction ~ Days + (Days | Subject)", df)``:
+
+    >>> list(post.fixef().columns)
+    ['mean', 'sd', '5%', '95%']
+    >>> post.draws("sd[Subject][Days]").shape, post.ranef()["Subject"].shape[0]
+    ((600,), 36)
+    >>> import pandas as pd
+    >>> new = pd.DataFrame({"Subject": ["308", "new"], "Days": [5, 5]})
+    >>> post.predict(new, new_levels="population").shape
+    (2, 4)
     """
 
     def __init__(

@@ -28,9 +28,10 @@ from ..priors.rules import default_for_design, empirical, warn_if_same_data
 from ..priors.spec import PriorSpec
 from .build import build_model
 from .compile import compile_for_nutpie
-from .collapsed import COLLAPSED_LIMIT, build_collapsed_model, draw_effects
+from .collapsed import COLLAPSED_LIMIT, build_collapsed_model, collapsed_plan, draw_effects
 from .diagnostics import diagnose, warn_on_problems
 from .loglik import pointwise_loglik
+from .native import NativeCollapsed, supports
 from .result import BayesFit
 
 __all__ = ["sample", "resolve_sampler", "resolve_method", "SAMPLERS", "LOGLIK_MAX_VALUES"]
@@ -118,32 +119,31 @@ def _quiet_lmer(design) -> FreqFit:
         return fit_design(design)
 
 
-def _run_nuts(model: pm.Model, sampler: str, method: str, *, draws, tune, chains, seed, progressbar, target_accept) -> xr.DataTree:
+def _nutpie_sample(compiled, *, draws, tune, chains, cores, seed, progressbar, target_accept) -> xr.DataTree:
+    import nutpie
+
+    idata = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, cores=cores, seed=seed,
+                          progress_bar=progressbar, target_accept=target_accept, **NUTS_OPTIONS["nutpie"])
+    return xr.DataTree.from_dict({"posterior": idata["posterior"].to_dataset(),
+                                  "sample_stats": idata["sample_stats"].to_dataset()})
+
+
+def _run_nuts(model, sampler: str, method: str, *, draws, tune, chains, seed, progressbar, target_accept) -> xr.DataTree:
     """Run NUTS on a built model; returns a DataTree with posterior and sample_stats.
 
-    Collapsed models have a handful of parameters, so nutpie calls PyTensor's
-    disk-cached compiled gradient (``compile_for_nutpie``) rather than compiling
-    a Numba callback in every process; the full model has thousands, and keeps
-    nutpie's own compiled callback, which runs chains in parallel threads.
+    ``model`` is a PyMC model or, for collapsed fits that the compiled density
+    covers, a :class:`NativeCollapsed`, whose cached C callbacks nutpie calls
+    directly. Other collapsed models reach nutpie through PyTensor's
+    disk-cached compiled gradient (``compile_for_nutpie``) rather than a Numba
+    callback compiled in every process; the full model has thousands of
+    parameters, and keeps nutpie's own compiled callback.
     """
     cores = min(chains, os.cpu_count() or 1)
     with quiet_blas_warning():
         if sampler == "nutpie" and method == "collapsed":
-            import nutpie
-
-            idata = nutpie.sample(
-                compile_for_nutpie(model),
-                draws=draws,
-                tune=tune,
-                chains=chains,
-                cores=cores,
-                seed=seed,
-                progress_bar=progressbar,
-                target_accept=target_accept,
-                **NUTS_OPTIONS["nutpie"],
-            )
-            return xr.DataTree.from_dict({"posterior": idata["posterior"].to_dataset(),
-                                          "sample_stats": idata["sample_stats"].to_dataset()})
+            compiled = model.for_nutpie() if isinstance(model, NativeCollapsed) else compile_for_nutpie(model)
+            return _nutpie_sample(compiled, draws=draws, tune=tune, chains=chains, cores=cores, seed=seed,
+                                  progressbar=progressbar, target_accept=target_accept)
         with model:
             return pm.sample(
                 draws=draws,
@@ -222,13 +222,31 @@ def sample(
     SamplingWarning
         Divergences, R-hat above 1.01 or too small an effective sample size,
         with what to do.
+
+    Examples
+    --------
+    >>> import bayesmlm as bm
+    >>> df = bm.datasets.load("sleepstudy")
+    >>> post = bm.sample("Reaction ~ Days + (Days | Subject)", df, priors="default", draws=300,
+    ...                  chains=2, seed=1, progressbar=False)
+    >>> post.method, post.fixef().shape
+    ('collapsed', (2, 4))
+    >>> bool(abs(post.fixef().loc["Days", "mean"] - 10.5) < 1.5)
+    True
     """
     sampler = resolve_sampler(sampler)
     design = make_design(formula, data, na_action=na_action)
     spec = _resolve_priors(priors, design, freq)
     method, method_note = resolve_method(method, design)
     if method == "collapsed":
-        model, plan = build_collapsed_model(design, spec)
+        plan = collapsed_plan(design, spec)
+        why_not = supports(design, spec) if sampler == "nutpie" else f"sampler {sampler!r}"
+        if why_not is None:
+            model = NativeCollapsed.from_design(design, spec, plan.stats)
+            method_note += "; compiled density (Numba, cached on disk)"
+        else:
+            model, plan = build_collapsed_model(design, spec, plan.stats)
+            method_note += f"; PyTensor density ({why_not})"
     else:
         model = build_model(design, spec)
     idata = _run_nuts(model, sampler, method, draws=draws, tune=tune, chains=chains, seed=seed,

@@ -40,6 +40,18 @@ class FreqFit:
         ``"pls"`` or ``"statsmodels"``.
     engine_note : str or None
         Why ``engine="auto"`` chose this engine.
+
+    Examples
+    --------
+    >>> import bayesmlm as bm
+    >>> df = bm.datasets.load("sleepstudy")
+    >>> fit = bm.lmer("Reaction ~ Days + (Days | Subject)", df)
+    >>> fit.fixef().round(2).tolist(), round(fit.sigma, 2), fit.singular
+    ([251.41, 10.47], 25.59, False)
+    >>> fit.varcorr()[["grp", "var1", "sdcor"]].round(2).head(2).to_dict("list")
+    {'grp': ['Subject', 'Subject'], 'var1': ['Intercept', 'Days'], 'sdcor': [24.74, 5.92]}
+    >>> fit.ranef()["Subject"].shape, fit.coef()["Subject"].shape
+    ((18, 2), (18, 2))
     """
 
     def __init__(self, design: Design, estimates: FitEstimates, reml: bool, engine: str, engine_note: str | None = None):

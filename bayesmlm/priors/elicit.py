@@ -44,6 +44,12 @@ def from_quantiles(lower: float, upper: float, mass: float = 0.9, family: str = 
     ------
     PriorError
         Bad interval or mass, unknown family, or PreliZ finding no member.
+
+    Examples
+    --------
+    >>> prior = from_quantiles(0, 20, mass=0.9)   # "90% sure the effect is between 0 and 20"
+    >>> prior.family, round(prior.mu, 1), round(prior.sigma, 2)
+    ('Normal', 10.0, 6.08)
     """
     import preliz as pz
 
@@ -78,6 +84,14 @@ def set_from_quantiles(
     """Set ``spec[key]`` from an expert interval and record the elicitation as its source.
 
     Returns the same spec, for chaining.
+
+    Parameters
+    ----------
+    spec : PriorSpec
+    key : str
+        Parameter name, e.g. ``"Days"`` or ``"sd[Subject][Days]"``.
+    lower, upper, mass, family
+        As in :func:`from_quantiles`.
 
     Examples
     --------

@@ -53,7 +53,19 @@ def _value(value) -> str:
 
 
 def dumps(spec: PriorSpec) -> str:
-    """The TOML text of a spec."""
+    """The TOML text of a spec.
+
+    Parameters
+    ----------
+    spec : PriorSpec
+
+    Examples
+    --------
+    >>> import bayesmlm as bm
+    >>> spec = bm.priors.default("Reaction ~ Days + (1 | Subject)", bm.datasets.load("sleepstudy"))
+    >>> '"sd[Subject][Intercept]" = { dist = "HalfStudentT"' in dumps(spec)
+    True
+    """
     lines = [HEADER, "[meta]"]
     lines += [f"{_key(k)} = {_value(v)}" for k, v in spec.meta.items()]
     lines += ["", "[priors]"]
@@ -66,7 +78,21 @@ def dumps(spec: PriorSpec) -> str:
 
 
 def save(spec: PriorSpec, path: str | Path) -> Path:
-    """Write ``spec`` to ``path`` atomically; parent folders are created."""
+    """Write ``spec`` to ``path`` atomically; parent folders are created.
+
+    Parameters
+    ----------
+    spec : PriorSpec
+    path : str or Path
+        Destination (``.toml``); folders are created, the file is written atomically.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, bayesmlm as bm
+    >>> spec = bm.priors.default("Reaction ~ Days + (1 | Subject)", bm.datasets.load("sleepstudy"))
+    >>> save(spec, pathlib.Path(tempfile.mkdtemp()) / "priors" / "sleep.toml").name
+    'sleep.toml'
+    """
     return write_atomic(path, dumps(spec))
 
 
@@ -129,6 +155,14 @@ def load(path: str | Path, formula: str | None = None, data: pd.DataFrame | None
     ------
     PriorError
         Naming the file, the line and the key, and saying what is wrong.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, bayesmlm as bm
+    >>> df = bm.datasets.load("sleepstudy")
+    >>> path = bm.priors.default("Reaction ~ Days + (1 | Subject)", df).save(pathlib.Path(tempfile.mkdtemp()) / "p.toml")
+    >>> load(path, "Reaction ~ Days + (1 | Subject)", df)["sigma"].family
+    'HalfStudentT'
     """
     path = Path(path)
     if not path.is_file():

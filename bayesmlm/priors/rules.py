@@ -47,7 +47,19 @@ __all__ = ["default", "default_for_design", "empirical", "data_fingerprint", "wa
 
 
 def data_fingerprint(design: Design) -> str:
-    """Short hash of the response and fixed-effects matrix, to spot reuse of the same data."""
+    """Short hash of the response and fixed-effects matrix, to spot reuse of the same data.
+
+    Parameters
+    ----------
+    design : Design
+
+    Examples
+    --------
+    >>> import bayesmlm as bm
+    >>> d = bm.build_design("Reaction ~ Days + (1 | Subject)", bm.datasets.load("sleepstudy"))
+    >>> len(data_fingerprint(d)), data_fingerprint(d) == data_fingerprint(d)
+    (16, True)
+    """
     digest = hashlib.sha256()
     if design.rows_held:
         digest.update(np.ascontiguousarray(design.y).tobytes())
@@ -166,6 +178,14 @@ def empirical(
         LKJ shape for correlations.
     singular_threshold : float
         Relative size below which a group SD counts as ~0.
+
+    Examples
+    --------
+    >>> import bayesmlm as bm
+    >>> df = bm.datasets.load("sleepstudy")
+    >>> spec = empirical(bm.lmer("Reaction ~ Days + (Days | Subject)", df))
+    >>> spec["sd[Subject][Days]"].family, spec["cor[Subject]"].family
+    ('HalfNormal', 'LKJ')
     """
     design = fit.design
     fixef, se = fit.fixef(), fit.se()

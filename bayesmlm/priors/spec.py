@@ -61,6 +61,15 @@ class Parameter:
     factor : str or None
     columns : tuple of str
         The fixed-effect column, the SD's column, or the correlated columns.
+
+    Examples
+    --------
+    See :func:`model_parameters`.
+
+    >>> import bayesmlm as bm
+    >>> d = bm.build_design("Reaction ~ Days + (1 | Subject)", bm.datasets.load("sleepstudy"))
+    >>> model_parameters(d)[-1].key
+    'sigma'
     """
 
     key: str
@@ -90,7 +99,20 @@ def correlation_key(factor: str, columns: tuple[str, ...], n_groups: int) -> str
 
 
 def model_parameters(design: Design) -> list[Parameter]:
-    """The parameters of a design's model, in a stable order."""
+    """The parameters of a design's model, in a stable order.
+
+    Parameters
+    ----------
+    design : Design
+        The model's design (:func:`bayesmlm.build_design`).
+
+    Examples
+    --------
+    >>> import bayesmlm as bm
+    >>> d = bm.build_design("Reaction ~ Days + (Days | Subject)", bm.datasets.load("sleepstudy"))
+    >>> [p.key for p in model_parameters(d)]
+    ['Intercept', 'Days', 'sd[Subject][Intercept]', 'sd[Subject][Days]', 'cor[Subject]', 'sigma']
+    """
     params = [Parameter(name, "fixed", None, (name,)) for name in design.fixed_names]
     for block in design.blocks:
         params += [Parameter(f"sd[{block.factor}][{c}]", "sd", block.factor, (c,)) for c in block.columns]

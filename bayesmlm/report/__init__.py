@@ -203,6 +203,17 @@ def report(post, path: str | Path, freq=None, *, models: dict | None = None,
     -------
     Path
         The HTML file.
+
+    Examples
+    --------
+    With ``df`` (sleepstudy) and ``post`` from the example of :func:`bayesmlm.sample`, and
+    ``fit = bm.lmer("Reaction ~ Days + (Days | Subject)", df)``:
+
+    >>> import tempfile, pathlib
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "report.html"
+    >>> path = report(post, out, freq=fit)
+    >>> path.is_file(), path.with_suffix(".md").is_file()
+    (True, True)
     """
     path = Path(path)
     if path.suffix.lower() not in (".html", ".htm"):

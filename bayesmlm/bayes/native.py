@@ -1,0 +1,542 @@
+"""The collapsed log density as a compiled C callback for nutpie: no graph, no Python per step.
+
+Hand-written: no library provides the gradient of a linear mixed model's
+marginal likelihood in terms of its sufficient statistics. The density is the
+one ``collapsed.py`` builds in PyMC (group and fixed effects integrated out,
+every fixed-effect prior normal); here it and its gradient are written in
+Numba, compiled once and cached on disk (``cache=True``), and handed to nutpie
+as the C function pointers its Rust sampler calls directly, so chains run in
+parallel threads without the GIL and a warm start costs no compilation.
+
+Unconstrained parameters, in this order:
+
+* ``log sd`` of every varying column of every factor;
+* for each correlated group of ``m`` columns, ``m (m - 1) / 2`` values mapped
+  to the Cholesky factor of a correlation matrix by the canonical-partial-
+  correlation transform (``tanh``, then rows scaled to unit length), with its
+  log Jacobian and the LKJ(eta) density of the Cholesky factor
+  ``sum_i (m - i + 2 eta - 3) log L_ii`` (0-based ``i``);
+* ``log sigma``.
+
+The transform differs from PyMC's, the distribution does not: sd, sigma and
+correlations have the priors of the PyMC model, checked against its log
+density in the tests. Log densities drop constants.
+
+With ``G = blockdiag(Lambda, I)``, ``C = [Z X]'[Z X]``, ``a = [Z X]'y``,
+``P`` the prior precision of ``beta`` and ``s = sigma^2``:
+
+    Q = G'CG + blockdiag(I, sP),  b = G'a + [0; sPm],  g = Q^-1 b,
+    ll = -(n-p)/2 log s - 1/2 log|Q| - (y'y + s m'Pm - b'g) / (2s),
+    d ll / dG = -C G Q^-1 + (a - C G g) g' / s,
+    d ll / ds = -(n-p)/(2s) - tr(Q^-1 E)/2 - (m'Pm - 2 g'e + g'Eg)/(2s) + r2/(2s^2),
+
+with ``E = blockdiag(0, P)``, ``e = [0; Pm]``, ``r2`` the bracket above.
+
+Examples
+--------
+>>> import numpy as np, bayesmlm as bm
+>>> from bayesmlm.design import build_design
+>>> d = build_design("Reaction ~ Days + (Days | Subject)", bm.datasets.load("sleepstudy"))
+>>> native = NativeCollapsed.from_design(d, bm.priors.default(d.formula.text, d.data))
+>>> native.n_dim, native.names  # 2 log sd, 1 correlation, log sigma
+(4, ['sd[Subject]', 'cor[Subject]', 'sigma'])
+>>> value, grad = native.logp_and_grad(np.zeros(4))
+>>> bool(np.isfinite(value)), grad.shape
+(True, (4,))
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, replace
+
+import numba
+import numpy as np
+
+from ..design import Design
+from ..priors.distributions import Normal
+from ..priors.spec import PriorSpec, correlation_key
+from ..stats import SufficientStats
+from .build import col_dim, col_dim_b
+
+__all__ = ["NativeCollapsed", "supports", "compiled_callbacks"]
+
+POSITIVE_FAMILIES = {"HalfNormal": 0, "HalfStudentT": 1, "Exponential": 2, "Gamma": 3, "LogNormal": 4}
+"""Prior families of sd and sigma the compiled density knows, by code."""
+
+_HEADER = 16
+_LOG2 = math.log(2.0)
+
+
+def supports(design: Design, priors: PriorSpec) -> str | None:
+    """None when the compiled density covers this model, else why not."""
+    if not all(isinstance(priors[name], Normal) for name in design.fixed_names):
+        return "a fixed-effect prior is not normal, so beta is sampled"
+    for key in [f"sd[{b.factor}][{c}]" for b in design.blocks for c in b.columns] + ["sigma"]:
+        if priors[key].family not in POSITIVE_FAMILIES:
+            return f"prior family {priors[key].family} of {key} has no compiled density"
+    return None
+
+
+# --------------------------------------------------------------------------- numba kernels
+
+
+@numba.njit(cache=True)
+def _positive_logp(code, a, b, v):
+    """Log density (constants dropped) of a positive prior at ``v`` and its derivative."""
+    if code == 0:  # HalfNormal(sigma=a)
+        return -0.5 * v * v / (a * a), -v / (a * a)
+    if code == 1:  # HalfStudentT(nu=a, sigma=b)
+        u = 1.0 + v * v / (a * b * b)
+        return -0.5 * (a + 1.0) * math.log(u), -(a + 1.0) * v / (a * b * b + v * v)
+    if code == 2:  # Exponential(lam=a)
+        return -a * v, -a
+    if code == 3:  # Gamma(alpha=a, beta=b)
+        return (a - 1.0) * math.log(v) - b * v, (a - 1.0) / v - b
+    lv = math.log(v)  # LogNormal(mu=a, sigma=b)
+    return -lv - 0.5 * (lv - a) ** 2 / (b * b), (-1.0 - (lv - a) / (b * b)) / v
+
+
+@numba.njit(cache=True)
+def _log_sech2(y):
+    """log(1 - tanh(y)^2), stable for large |y|."""
+    ay = abs(y)
+    return 2.0 * (_LOG2 - ay - math.log1p(math.exp(-2.0 * ay)))
+
+
+@numba.njit(cache=True)
+def _correlation_factor(y, m, eta, L, dL, dlp):
+    """Cholesky factor of an m x m correlation matrix from ``y``; returns log Jacobian + LKJ.
+
+    Fills ``L`` (m, m), ``dL`` (m, m, nz) = d L / d y and ``dlp`` (nz) = d (returned) / d y.
+    """
+    nz = m * (m - 1) // 2
+    L[:, :] = 0.0
+    dL[:, :, :] = 0.0
+    dlp[:] = 0.0
+    lp = 0.0
+    L[0, 0] = 1.0
+    dS = np.zeros(nz)
+    t = 0
+    for i in range(1, m):
+        S = 0.0
+        dS[:] = 0.0
+        for j in range(i):
+            z = math.tanh(y[t])
+            lp += _log_sech2(y[t])
+            dlp[t] += -2.0 * z
+            r = math.sqrt(1.0 - S)
+            lp += 0.5 * math.log(1.0 - S)
+            for u in range(nz):
+                dlp[u] += -0.5 * dS[u] / (1.0 - S)
+                dL[i, j, u] = -z * dS[u] / (2.0 * r)
+            dL[i, j, t] += (1.0 - z * z) * r
+            L[i, j] = z * r
+            S += L[i, j] * L[i, j]
+            for u in range(nz):
+                dS[u] += 2.0 * L[i, j] * dL[i, j, u]
+            t += 1
+        L[i, i] = math.sqrt(1.0 - S)
+        c = m - i + 2.0 * eta - 3.0
+        lp += c * math.log(L[i, i])
+        for u in range(nz):
+            dL[i, i, u] = -dS[u] / (2.0 * L[i, i])
+            dlp[u] += c * dL[i, i, u] / L[i, i]
+    return lp
+
+
+@numba.njit(cache=True)
+def _unpack(blob):
+    h = blob[:_HEADER]
+    return (int(h[1]), int(h[2]), h[3], int(h[4]), int(h[5]), int(h[6]), int(h[7]),
+            int(h[8]), int(h[9]), int(h[10]), int(h[11]), int(h[12]), int(h[13]), int(h[14]), int(h[15]))
+
+
+@numba.njit(cache=True)
+def _scales(x, blob):
+    """sd, sigma and every block's correlation factor, with the prior part of the log density.
+
+    Returns (sd, sigma, Lfull, dLfull, lp, gx) where ``Lfull`` (n_sd, n_sd) holds each
+    block's correlation factor on the block diagonal and ``dLfull`` (n_sd, n_sd, n_dim)
+    its derivative in ``x``; ``gx`` is the gradient of ``lp`` in ``x``.
+    """
+    q, p, n, n_sd, n_groups, n_blocks, kmax, o_C, o_a, o_yty, o_pri, o_blk, o_grp, o_mp, o_pos = _unpack(blob)
+    n_dim = x.shape[0]
+    gx = np.zeros(n_dim)
+    sd = np.exp(x[:n_sd])
+    lp = 0.0
+    for i in range(n_sd):
+        code = int(blob[o_pri + 3 * i])
+        v, d = _positive_logp(code, blob[o_pri + 3 * i + 1], blob[o_pri + 3 * i + 2], sd[i])
+        lp += v + x[i]
+        gx[i] += d * sd[i] + 1.0
+    sigma = math.exp(x[n_dim - 1])
+    o_sig = o_pri + 3 * n_sd
+    v, d = _positive_logp(int(blob[o_sig]), blob[o_sig + 1], blob[o_sig + 2], sigma)
+    lp += v + x[n_dim - 1]
+    gx[n_dim - 1] += d * sigma + 1.0
+    Lfull = np.eye(n_sd)
+    dLfull = np.zeros((n_sd, n_sd, n_dim))
+    Lg = np.zeros((kmax, kmax))
+    dLg = np.zeros((kmax, kmax, kmax * kmax))
+    dlp = np.zeros(kmax * kmax)
+    t = n_sd
+    stride = 2 + kmax
+    for gi in range(n_groups):
+        m = int(blob[o_grp + stride * gi])
+        eta = blob[o_grp + stride * gi + 1]
+        nz = m * (m - 1) // 2
+        lp += _correlation_factor(x[t:t + nz], m, eta, Lg[:m, :m], dLg[:m, :m, :nz], dlp[:nz])
+        for u in range(nz):
+            gx[t + u] += dlp[u]
+        for i in range(m):
+            ci = int(blob[o_grp + stride * gi + 2 + i])
+            for j in range(i + 1):
+                cj = int(blob[o_grp + stride * gi + 2 + j])
+                Lfull[ci, cj] = Lg[i, j]
+                for u in range(nz):
+                    dLfull[ci, cj, t + u] = dLg[i, j, u]
+        t += nz
+    return sd, sigma, Lfull, dLfull, lp, gx
+
+
+@numba.njit(cache=True)
+def _logp_grad(x, blob, grad):
+    """Log density (constants dropped) at ``x``; writes its gradient into ``grad``."""
+    q, p, n, n_sd, n_groups, n_blocks, kmax, o_C, o_a, o_yty, o_pri, o_blk, o_grp, o_mp, o_pos = _unpack(blob)
+    n_dim = x.shape[0]
+    sd, sigma, Lfull, dLfull, lp, gx = _scales(x, blob)
+    s = sigma * sigma
+    r = q + p
+    C = blob[o_C:o_C + r * r].reshape((r, r))
+    a = blob[o_a:o_a + r]
+    yty = blob[o_yty]
+    mprior = blob[o_mp:o_mp + p]
+    P = blob[o_mp + p:o_mp + 2 * p]
+    # G = blockdiag(Lambda, I); each nonzero of Lambda is sd_i L_ij / sigma of its factor's (i, j)
+    pos = blob[o_pos:].reshape((-1, 4))
+    n_pos = pos.shape[0]
+    G = np.eye(r)
+    for t in range(n_pos):
+        i, j = int(pos[t, 2]), int(pos[t, 3])
+        G[int(pos[t, 0]), int(pos[t, 1])] = sd[i] * Lfull[i, j] / sigma
+    CG = C @ G
+    Q = G.T @ CG
+    for i in range(q):
+        Q[i, i] += 1.0
+    for j in range(p):
+        Q[q + j, q + j] += s * P[j]
+    b = G.T @ a
+    for j in range(p):
+        b[q + j] += s * P[j] * mprior[j]
+    chol = np.linalg.cholesky(Q)
+    Qinv = np.linalg.inv(Q)
+    g = Qinv @ b
+    mPm = 0.0
+    for j in range(p):
+        mPm += P[j] * mprior[j] * mprior[j]
+    r2 = yty + s * mPm - b @ g
+    half_logdet = 0.0
+    for i in range(r):
+        half_logdet += math.log(chol[i, i])
+    ll = -0.5 * (n - p) * math.log(s) - half_logdet - r2 / (2.0 * s)
+    # d ll / d G, and d ll / d s holding Lambda fixed
+    resid = a - CG @ g
+    dG = -(CG @ Qinv)
+    for i in range(r):
+        for j in range(r):
+            dG[i, j] += resid[i] * g[j] / s
+    tr = 0.0
+    ge = 0.0
+    gEg = 0.0
+    for j in range(p):
+        tr += P[j] * Qinv[q + j, q + j]
+        ge += g[q + j] * P[j] * mprior[j]
+        gEg += P[j] * g[q + j] * g[q + j]
+    dr2 = mPm - 2.0 * ge + gEg
+    dll_ds = -0.5 * (n - p) / s - 0.5 * tr - dr2 / (2.0 * s) + r2 / (2.0 * s * s)
+    dsigma = dll_ds * 2.0 * sigma
+    # Lambda entries -> T = diag(sd) L (summed over levels) and sigma
+    dT = np.zeros((n_sd, n_sd))
+    for t in range(n_pos):
+        row, col = int(pos[t, 0]), int(pos[t, 1])
+        d = dG[row, col]
+        dT[int(pos[t, 2]), int(pos[t, 3])] += d / sigma
+        dsigma -= d * G[row, col] / sigma
+    gx[n_dim - 1] += dsigma * sigma
+    for i in range(n_sd):
+        for j in range(i + 1):
+            if dT[i, j] == 0.0:
+                continue
+            gx[i] += dT[i, j] * Lfull[i, j] * sd[i]  # d/d log sd_i
+            dL = dT[i, j] * sd[i]
+            for u in range(n_sd, n_dim - 1):
+                gx[u] += dL * dLfull[i, j, u]
+    grad[:] = gx
+    return lp + ll
+
+
+@numba.njit(cache=True)
+def _expand(x, blob, out):
+    """sd, every correlated block's correlation matrix (flattened), then sigma."""
+    q, p, n, n_sd, n_groups, n_blocks, kmax, o_C, o_a, o_yty, o_pri, o_blk, o_grp, o_mp, o_pos = _unpack(blob)
+    sd, sigma, Lfull, dLfull, lp, gx = _scales(x, blob)
+    out[:n_sd] = sd
+    t = n_sd
+    for bi in range(n_blocks):
+        if blob[o_blk + 4 * n_blocks + bi] == 0.0:
+            continue
+        k = int(blob[o_blk + 3 * bi + 2])
+        c0 = int(blob[o_blk + 3 * n_blocks + bi])
+        Lb = np.ascontiguousarray(Lfull[c0:c0 + k, c0:c0 + k])
+        R = Lb @ Lb.T
+        for i in range(k):
+            for j in range(k):
+                out[t] = R[i, j]
+                t += 1
+    out[t] = sigma
+
+
+_LOGP_SIG = numba.types.int64(
+    numba.types.uint64,
+    numba.types.CPointer(numba.types.double),
+    numba.types.CPointer(numba.types.double),
+    numba.types.CPointer(numba.types.double),
+    numba.types.voidptr,
+)
+_EXPAND_SIG = numba.types.int64(
+    numba.types.uint64,
+    numba.types.uint64,
+    numba.types.CPointer(numba.types.double),
+    numba.types.CPointer(numba.types.double),
+    numba.types.voidptr,
+)
+
+
+@numba.njit(cache=True)
+def _blob_at(user_data):
+    head = numba.carray(user_data, (1,), dtype=np.float64)
+    return numba.carray(user_data, (int(head[0]),), dtype=np.float64)
+
+
+def _logp_callback(dim, x_, out_, logp_, user_data):
+    x = numba.carray(x_, (dim,))
+    out = numba.carray(out_, (dim,))
+    logp = numba.carray(logp_, (1,))
+    try:
+        value = _logp_grad(x, _blob_at(user_data), out)
+    except Exception:  # noqa: BLE001  (a matrix that is not positive definite)
+        return 1
+    logp[0] = value
+    if not np.isfinite(value):
+        return 4
+    if not np.all(np.isfinite(out)):
+        return 3
+    return 0
+
+
+def _expand_callback(dim, expanded, x_, out_, user_data):
+    x = numba.carray(x_, (dim,))
+    out = numba.carray(out_, (expanded,))
+    try:
+        _expand(x, _blob_at(user_data), out)
+    except Exception:  # noqa: BLE001
+        return -2
+    return 0
+
+
+@functools.cache
+def compiled_callbacks():
+    """The two C callbacks nutpie calls: compiled on first use (then loaded from Numba's disk cache)."""
+    return (numba.cfunc(_LOGP_SIG, cache=True)(_logp_callback),
+            numba.cfunc(_EXPAND_SIG, cache=True)(_expand_callback))
+
+
+# --------------------------------------------------------------------------- packing
+
+
+@dataclass(frozen=True)
+class NativeCollapsed:
+    """Everything the compiled density needs, as one float64 array, and how to read its output.
+
+    Attributes
+    ----------
+    blob : ndarray
+        Header, statistics and prior constants (the nutpie ``user_data``).
+    n_dim : int
+        Number of unconstrained parameters.
+    names, shapes, dims : list, list, dict
+        The posterior variables the expand function writes.
+    coords : dict
+        Coordinates of those dims.
+    start : ndarray
+        Centre of the random initial points.
+    """
+
+    blob: np.ndarray
+    n_dim: int
+    names: list
+    shapes: list
+    dims: dict
+    coords: dict
+    start: np.ndarray
+
+    @classmethod
+    def from_design(cls, design: Design, priors: PriorSpec, stats: SufficientStats | None = None) -> "NativeCollapsed":
+        """Pack a design's statistics and its priors (see :func:`supports`)."""
+        why = supports(design, priors)
+        if why is not None:
+            raise ValueError(f"the compiled collapsed density does not cover this model: {why}")
+        stats = stats or design.sufficient_stats()
+        q, p = design.q, design.p
+        sd_keys = [f"sd[{b.factor}][{c}]" for b in design.blocks for c in b.columns]
+        n_sd = len(sd_keys)
+        block_start = np.cumsum([0] + [b.n_cols for b in design.blocks])[:-1]
+        groups = []  # (m, eta, global sd columns)
+        for block, c0 in zip(design.blocks, block_start):
+            multi = [g for g in block.groups if len(g) > 1]
+            for group in multi:
+                key = correlation_key(block.factor, tuple(block.columns[i] for i in group), len(multi))
+                groups.append((len(group), priors[key].eta, [c0 + i for i in group]))
+        kmax = max([m for m, _, _ in groups], default=1)
+        n_dim = n_sd + sum(m * (m - 1) // 2 for m, _, _ in groups) + 1
+
+        prior_rows = []
+        for key in sd_keys + ["sigma"]:
+            dist = priors[key]
+            prior_rows.append([POSITIVE_FAMILIES[dist.family], *list(dist.params().values()), 0.0][:3])
+        blocks = [[off, b.n_levels, b.n_cols] for b, off in zip(design.blocks, design.offsets[:-1])]
+        correlated = [float(any(len(g) > 1 for g in b.groups)) for b in design.blocks]
+        C = np.block([[stats.ZtZ.toarray(), stats.ZtX], [stats.ZtX.T, stats.XtX]])
+        a = np.concatenate([stats.Zty, stats.Xty])
+        m = np.array([priors[name].mu for name in design.fixed_names])
+        P = 1.0 / np.array([priors[name].sigma for name in design.fixed_names]) ** 2
+        sections = [
+            C.ravel(),
+            a,
+            [stats.yty],
+            np.ravel(prior_rows),
+            np.concatenate([np.ravel(blocks), block_start, correlated]),
+            np.ravel([[mm, eta, *cols, *[0] * (kmax - mm)] for mm, eta, cols in groups]) if groups else [],
+            np.concatenate([m, P]),
+            _lambda_positions(design, block_start),
+        ]
+        offsets = np.cumsum([_HEADER] + [len(s) for s in sections])
+        header = np.zeros(_HEADER)
+        header[:8] = [offsets[-1], q, p, stats.n, n_sd, len(groups), len(design.blocks), kmax]
+        header[8:16] = offsets[:-1]
+        blob = np.ascontiguousarray(np.concatenate([header, *[np.asarray(s, dtype=np.float64) for s in sections]]))
+
+        names, shapes, dims = [], [], {}
+        coords = {}
+        for block in design.blocks:
+            F = block.factor
+            names.append(f"sd[{F}]")
+            shapes.append((block.n_cols,))
+            dims[f"sd[{F}]"] = (col_dim(F),)
+            coords[col_dim(F)] = list(block.columns)
+        for block, corr in zip(design.blocks, correlated):
+            if corr:
+                F = block.factor
+                names.append(f"cor[{F}]")
+                shapes.append((block.n_cols, block.n_cols))
+                dims[f"cor[{F}]"] = (col_dim(F), col_dim_b(F))
+                coords[col_dim_b(F)] = list(block.columns)
+        names.append("sigma")
+        shapes.append(())
+        # Sampling starts near each prior's scale; correlations near zero.
+        start = np.zeros(n_dim)
+        for i, key in enumerate(sd_keys + ["sigma"]):
+            start[i if i < n_sd else n_dim - 1] = math.log(_prior_scale(priors[key]))
+        return cls(blob, n_dim, names, shapes, dims, coords, start)
+
+    def with_stats(self, stats: SufficientStats) -> "NativeCollapsed":
+        """The same model on other data of the same design (simulation-based calibration)."""
+        blob = self.blob.copy()
+        h = blob[:_HEADER]
+        q, p, o_C, o_a, o_yty = int(h[1]), int(h[2]), int(h[8]), int(h[9]), int(h[10])
+        r = q + p
+        blob[o_C:o_C + r * r] = np.block([[stats.ZtZ.toarray(), stats.ZtX], [stats.ZtX.T, stats.XtX]]).ravel()
+        blob[o_a:o_a + r] = np.concatenate([stats.Zty, stats.Xty])
+        blob[o_yty] = stats.yty
+        blob[3] = stats.n
+        return replace(self, blob=blob)
+
+    @property
+    def n_expanded(self) -> int:
+        return int(sum(math.prod(s) for s in self.shapes))
+
+    def logp_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        """Log density (constants dropped) and gradient at an unconstrained point."""
+        grad = np.empty(self.n_dim)
+        value = _logp_grad(np.asarray(x, dtype=np.float64), self.blob, grad)
+        return float(value), grad
+
+    def expand(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """The posterior variables at an unconstrained point."""
+        out = np.empty(self.n_expanded)
+        _expand(np.asarray(x, dtype=np.float64), self.blob, out)
+        values, t = {}, 0
+        for name, shape in zip(self.names, self.shapes):
+            size = math.prod(shape)
+            values[name] = out[t:t + size].reshape(shape)
+            t += size
+        return values
+
+    def for_nutpie(self):
+        """A nutpie compiled model calling the cached C callbacks."""
+        import pandas as pd
+        from nutpie.compile_pymc import CompiledPyMCModel
+
+        logp_callback, expand_callback = compiled_callbacks()
+        sizes = [math.prod(s) for s in self.shapes]
+        slices = [slice(int(a), int(a + b)) for a, b in zip(np.cumsum([0] + sizes[:-1]), sizes)]
+        start = self.start
+
+        def initial_point(seed):
+            rng = np.random.default_rng(seed)
+            return start + rng.uniform(-1.0, 1.0, size=start.size)
+
+        return CompiledPyMCModel(
+            _n_dim=self.n_dim,
+            dims=self.dims,
+            _coords={k: pd.Index(v) for k, v in self.coords.items()},
+            _shapes=dict(zip(self.names, self.shapes)),
+            compiled_logp_func=logp_callback,
+            compiled_expand_func=expand_callback,
+            initial_point_func=initial_point,
+            shared_data={},
+            shared_var_keys={},
+            user_data=self.blob,
+            n_expanded=self.n_expanded,
+            shape_info=(self.names, slices, self.shapes),
+            logp_func=None,
+            expand_func=None,
+        )
+
+
+def _lambda_positions(design: Design, block_start) -> np.ndarray:
+    """(row, column, i, j) of every nonzero of Lambda: its place and its factor's sd / L entry.
+
+    ``i, j`` index the stacked SDs of all factors (``block_start`` is each factor's first).
+    """
+    rows = []
+    for block, off, c0 in zip(design.blocks, design.offsets[:-1], block_start):
+        k = block.n_cols
+        for level in range(block.n_levels):
+            base = off + level * k
+            rows += [(base + i, base + j, c0 + i, c0 + j) for i in range(k) for j in range(i + 1)]
+    return np.ravel(rows).astype(np.float64)
+
+
+def _prior_scale(dist) -> float:
+    """A typical value of a positive prior, where sampling starts."""
+    params = dist.params()
+    if dist.family == "Exponential":
+        return 1.0 / params["lam"]
+    if dist.family == "Gamma":
+        return params["alpha"] / params["beta"]
+    if dist.family == "LogNormal":
+        return math.exp(params["mu"])
+    return params["sigma"]
