@@ -1,6 +1,6 @@
 """Bayesian fits: agreement with brms on the same priors, accessors, predictions, warnings.
 
-Two models are compiled (sleepstudy, crossed slopes) and shared by the tests.
+Three fits (sleepstudy collapsed, crossed slopes collapsed and non-centred) are shared by the tests.
 brms oracle tolerances (issue 2/6): posterior means within 0.15 posterior SD and
 5%/95% quantiles within 0.2 posterior SD of brms's, for every parameter brms reports.
 """
@@ -11,28 +11,34 @@ import json
 import re
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 
 import bayesmlm as bm
+from bayesmlm.bayes.collapsed import COLLAPSED_LIMIT
+from bayesmlm.bayes.sample import resolve_method
 
 from .conftest import REFERENCE, load_data
 
 MODELS = {
-    "sleepstudy_corr": ("sleepstudy", "Reaction ~ Days + (Days | Subject)"),
-    "crossed_slopes": ("crossed_slopes", "rt ~ cond + (cond | subj) + (cond | item)"),
+    "sleepstudy_corr": ("sleepstudy", "Reaction ~ Days + (Days | Subject)", "auto"),
+    "crossed_slopes": ("crossed_slopes", "rt ~ cond + (cond | subj) + (cond | item)", "auto"),
+    "crossed_slopes_full": ("crossed_slopes", "rt ~ cond + (cond | subj) + (cond | item)", "full"),
 }
 _POSTS: dict[str, bm.BayesFit] = {}
 
 
 def posterior(case: str) -> bm.BayesFit:
     if case not in _POSTS:
-        data, formula = MODELS[case]
+        data, formula, method = MODELS[case]
         df = load_data(data)
-        priors = bm.priors.load(REFERENCE / "brms_priors" / f"{case}.toml", formula, df)
-        _POSTS[case] = bm.sample(formula, df, priors=priors, draws=1000, chains=4, seed=20261122, progressbar=False)
+        oracle = case.removesuffix("_full")
+        priors = bm.priors.load(REFERENCE / "brms_priors" / f"{oracle}.toml", formula, df)
+        _POSTS[case] = bm.sample(formula, df, priors=priors, draws=1000, chains=4, seed=20261122, progressbar=False,
+                                 method=method)
     return _POSTS[case]
 
 
@@ -51,7 +57,7 @@ def brms_key(variable: str) -> str:
 
 @pytest.mark.parametrize("case", list(MODELS))
 def test_posterior_matches_brms_on_the_same_priors(case: str) -> None:
-    ref = json.loads((REFERENCE / "brms" / f"{case}.json").read_text())
+    ref = json.loads((REFERENCE / "brms" / f"{case.removesuffix('_full')}.json").read_text())
     post = posterior(case)
     assert post.diagnostics.ok, post.diagnostics.messages
     checked = 0
@@ -212,12 +218,14 @@ def assert_posteriors_agree(a: bm.BayesFit, b: bm.BayesFit, tol: float = 0.15) -
 
 def test_auto_method_follows_model_size() -> None:
     assert posterior("sleepstudy_corr").method == "collapsed"  # 36 group effects + 2 fixed
-    assert posterior("crossed_slopes").method == "full"  # 144 + 2: dense algebra would be slower
+    assert posterior("crossed_slopes").method == "collapsed"  # 144 + 2
+    larger = SimpleNamespace(q=COLLAPSED_LIMIT, p=2, rows_held=True)  # dense (q+p)^3 algebra would be slower
+    assert resolve_method("auto", larger)[0] == "full" and "exceed" in resolve_method("auto", larger)[1]
 
 
 def test_collapsed_and_full_agree_on_sleepstudy() -> None:
     collapsed = posterior("sleepstudy_corr")
-    data, formula = MODELS["sleepstudy_corr"]
+    data, formula, _ = MODELS["sleepstudy_corr"]
     full = bm.sample(formula, load_data(data), priors=collapsed.priors, draws=1000, chains=4, seed=11, progressbar=False, method="full")
     assert full.method == "full"
     assert assert_posteriors_agree(collapsed, full) == 6 - 1 + 36 + 1

@@ -123,3 +123,15 @@ def test_models_outside_the_compiled_density_use_pytensor_and_say_so(data: pd.Da
                             seed=1, progressbar=False)
     assert post.method == "collapsed" and "PyTensor density" in post.method_note
     assert "compiled density" in default.method_note
+
+
+def test_large_collapsed_model_samples_in_nutpie_threads() -> None:
+    """146 effects: OpenBLAS's threaded LU overflowed the stack of nutpie's threads (segfault)."""
+    df = bm.datasets.load("crossed_slopes")
+    formula = "rt ~ cond + (cond | subj) + (cond | item)"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        post = bm.sample(formula, df, priors=bm.priors.default(formula, df), method="collapsed",
+                         draws=100, tune=100, chains=2, seed=1, progressbar=False)
+    assert post.design.q + post.design.p == 146 and "compiled density" in post.method_note
+    assert np.isfinite(post.fixef()["mean"]).all()

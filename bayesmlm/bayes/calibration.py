@@ -32,7 +32,7 @@ from ..stats import SufficientStats
 from .collapsed import build_collapsed_model, collapsed_plan, draw_effects
 from .compile import compile_for_nutpie
 from .draws import locate
-from .native import NativeCollapsed, supports
+from .native import NativeCollapsed, one_blas_thread, supports
 from .prior_predictive import draw_parameters, simulate_response
 from .sample import quiet_blas_warning
 
@@ -83,15 +83,16 @@ def sbc(
     for rep in range(replications):
         truth, y = simulate_from_prior(design, priors, rng)
         stats = SufficientStats.from_arrays(design.X, design.Z, y)
-        run = nutpie.sample(
-            compiled_for(stats),
-            draws=draws,
-            tune=tune,
-            chains=chains,
-            seed=int(rng.integers(2**31)),
-            progress_bar=False,
-            adaptation="low_rank",
-        )
+        with one_blas_thread():
+            run = nutpie.sample(
+                compiled_for(stats),
+                draws=draws,
+                tune=tune,
+                chains=chains,
+                seed=int(rng.integers(2**31)),
+                progress_bar=False,
+                adaptation="low_rank",
+            )
         posterior = run["posterior"].to_dataset()
         posterior = posterior.merge(draw_effects(posterior, design, dataclasses.replace(plan, stats=stats), priors, seed=rep))
         ranks = {}

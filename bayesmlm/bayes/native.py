@@ -60,7 +60,7 @@ from ..priors.spec import PriorSpec, correlation_key
 from ..stats import SufficientStats
 from .build import col_dim, col_dim_b
 
-__all__ = ["NativeCollapsed", "supports", "compiled_callbacks"]
+__all__ = ["NativeCollapsed", "supports", "compiled_callbacks", "one_blas_thread"]
 
 POSITIVE_FAMILIES = {"HalfNormal": 0, "HalfStudentT": 1, "Exponential": 2, "Gamma": 3, "LogNormal": 4}
 """Prior families of sd and sigma the compiled density knows, by code."""
@@ -148,6 +148,15 @@ def _correlation_factor(y, m, eta, L, dL, dlp):
 
 @numba.njit(cache=True)
 def _unpack(blob):
+    """The header of the packed float64 array that ``NativeCollapsed.from_design`` writes.
+
+    ``[0]`` total length, ``[1:4]`` q, p, n, ``[4:8]`` number of SDs, of correlated groups,
+    of factors, largest group; ``[8:16]`` offsets of the sections: ``C``; ``a``; ``y'y``;
+    priors (family code and two parameters per SD, then sigma); factors (offset, levels,
+    columns each; then first SD of each; then a correlated flag each); groups (size, eta,
+    SD indices, padded); prior mean and precision of ``beta``; Lambda's nonzeros (row,
+    column, i, j).
+    """
     h = blob[:_HEADER]
     return (int(h[1]), int(h[2]), h[3], int(h[4]), int(h[5]), int(h[6]), int(h[7]),
             int(h[8]), int(h[9]), int(h[10]), int(h[11]), int(h[12]), int(h[13]), int(h[14]), int(h[15]))
@@ -214,20 +223,36 @@ def _logp_grad(x, blob, grad):
     yty = blob[o_yty]
     mprior = blob[o_mp:o_mp + p]
     P = blob[o_mp + p:o_mp + 2 * p]
-    # G = blockdiag(Lambda, I); each nonzero of Lambda is sd_i L_ij / sigma of its factor's (i, j)
+    # G = blockdiag(Lambda, I), Lambda block diagonal: each nonzero is sd_i L_ij / sigma of its
+    # factor's (i, j). Products with G go through these nonzeros only (O(r^2 k), not O(r^3)).
     pos = blob[o_pos:].reshape((-1, 4))
     n_pos = pos.shape[0]
-    G = np.eye(r)
+    rows = np.empty(n_pos, dtype=np.int64)
+    cols = np.empty(n_pos, dtype=np.int64)
+    lam = np.empty(n_pos)
     for t in range(n_pos):
+        rows[t], cols[t] = int(pos[t, 0]), int(pos[t, 1])
         i, j = int(pos[t, 2]), int(pos[t, 3])
-        G[int(pos[t, 0]), int(pos[t, 1])] = sd[i] * Lfull[i, j] / sigma
-    CG = C @ G
-    Q = G.T @ CG
+        lam[t] = sd[i] * Lfull[i, j] / sigma
+    GtC = np.zeros((r, r))  # G'C (C symmetric)
+    GtC[q:, :] = C[q:, :]
+    for t in range(n_pos):
+        for m in range(r):
+            GtC[cols[t], m] += lam[t] * C[rows[t], m]
+    CG = np.ascontiguousarray(GtC.T)
+    Q = np.zeros((r, r))  # G'CG, row by row: row c of G'CG is row c of G'C times G
+    Q[:, q:] = GtC[:, q:]
+    for t in range(n_pos):
+        for m in range(r):
+            Q[m, cols[t]] += lam[t] * GtC[m, rows[t]]
     for i in range(q):
         Q[i, i] += 1.0
     for j in range(p):
         Q[q + j, q + j] += s * P[j]
-    b = G.T @ a
+    b = np.zeros(r)
+    b[q:] = a[q:]
+    for t in range(n_pos):
+        b[cols[t]] += lam[t] * a[rows[t]]
     for j in range(p):
         b[q + j] += s * P[j] * mprior[j]
     chol = np.linalg.cholesky(Q)
@@ -241,12 +266,8 @@ def _logp_grad(x, blob, grad):
     for i in range(r):
         half_logdet += math.log(chol[i, i])
     ll = -0.5 * (n - p) * math.log(s) - half_logdet - r2 / (2.0 * s)
-    # d ll / d G, and d ll / d s holding Lambda fixed
+    # d ll / ds holding Lambda fixed
     resid = a - CG @ g
-    dG = -(CG @ Qinv)
-    for i in range(r):
-        for j in range(r):
-            dG[i, j] += resid[i] * g[j] / s
     tr = 0.0
     ge = 0.0
     gEg = 0.0
@@ -257,13 +278,15 @@ def _logp_grad(x, blob, grad):
     dr2 = mPm - 2.0 * ge + gEg
     dll_ds = -0.5 * (n - p) / s - 0.5 * tr - dr2 / (2.0 * s) + r2 / (2.0 * s * s)
     dsigma = dll_ds * 2.0 * sigma
-    # Lambda entries -> T = diag(sd) L (summed over levels) and sigma
+    # d ll / d G at the nonzeros of Lambda -> T = diag(sd) L (summed over levels) and sigma
     dT = np.zeros((n_sd, n_sd))
     for t in range(n_pos):
-        row, col = int(pos[t, 0]), int(pos[t, 1])
-        d = dG[row, col]
+        row, col = rows[t], cols[t]
+        d = resid[row] * g[col] / s
+        for m in range(r):
+            d -= CG[row, m] * Qinv[col, m]  # Qinv symmetric
         dT[int(pos[t, 2]), int(pos[t, 3])] += d / sigma
-        dsigma -= d * G[row, col] / sigma
+        dsigma -= d * lam[t] / sigma
     gx[n_dim - 1] += dsigma * sigma
     for i in range(n_sd):
         for j in range(i + 1):
@@ -344,6 +367,19 @@ def _expand_callback(dim, expanded, x_, out_, user_data):
     except Exception:  # noqa: BLE001
         return -2
     return 0
+
+
+def one_blas_thread():
+    """Context in which BLAS/LAPACK run single-threaded, for sampling with the C callbacks.
+
+    nutpie calls the callbacks from its own threads, whose stacks are small; OpenBLAS's
+    multi-threaded LU (``dgetrf_parallel``, used from about 100 x 100) recurses deeply
+    enough there to overflow them (a segmentation fault, seen with 146 effects). Chains
+    already run in parallel, so one BLAS thread per chain loses nothing.
+    """
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 @functools.cache
@@ -485,7 +521,7 @@ class NativeCollapsed:
         return values
 
     def for_nutpie(self):
-        """A nutpie compiled model calling the cached C callbacks."""
+        """A nutpie compiled model calling the cached C callbacks (sample it under :func:`one_blas_thread`)."""
         import pandas as pd
         from nutpie.compile_pymc import CompiledPyMCModel
 

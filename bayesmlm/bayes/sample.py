@@ -31,7 +31,7 @@ from .compile import compile_for_nutpie
 from .collapsed import COLLAPSED_LIMIT, build_collapsed_model, collapsed_plan, draw_effects
 from .diagnostics import diagnose, warn_on_problems
 from .loglik import pointwise_loglik
-from .native import NativeCollapsed, supports
+from .native import NativeCollapsed, one_blas_thread, supports
 from .result import BayesFit
 
 __all__ = ["sample", "resolve_sampler", "resolve_method", "SAMPLERS", "LOGLIK_MAX_VALUES"]
@@ -122,8 +122,9 @@ def _quiet_lmer(design) -> FreqFit:
 def _nutpie_sample(compiled, *, draws, tune, chains, cores, seed, progressbar, target_accept) -> xr.DataTree:
     import nutpie
 
-    idata = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, cores=cores, seed=seed,
-                          progress_bar=progressbar, target_accept=target_accept, **NUTS_OPTIONS["nutpie"])
+    with one_blas_thread():  # nutpie's threads have small stacks: see one_blas_thread
+        idata = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, cores=cores, seed=seed,
+                              progress_bar=progressbar, target_accept=target_accept, **NUTS_OPTIONS["nutpie"])
     return xr.DataTree.from_dict({"posterior": idata["posterior"].to_dataset(),
                                   "sample_stats": idata["sample_stats"].to_dataset()})
 
