@@ -13,19 +13,7 @@
   shows as a value outside 0..1).
 
 Each row says whether the lmer estimate lies inside the posterior interval.
-
-Examples
---------
->>> import bayesmlm as bm
->>> df = bm.datasets.load("sleepstudy")
->>> fit = bm.lmer("Reaction ~ Days + (Days | Subject)", df)
->>> post = bm.sample("Reaction ~ Days + (Days | Subject)", df, priors=bm.priors.empirical(fit),
-...                  draws=300, tune=300, chains=2, seed=1, progressbar=False)
->>> cmp = bm.compare(fit, post)
->>> cmp.fixed.columns.tolist()
-['lmer', 'lmer_se', 'mean', 'sd', 'lower', 'upper', 'lmer_inside']
->>> bool(cmp.fixed["lmer_inside"].all())
-True
+Examples: :func:`compare`.
 """
 
 from __future__ import annotations
@@ -197,6 +185,8 @@ def compare(fit, post, prob: float = 0.9) -> Comparison:
     ``fit = bm.lmer("Reaction ~ Days + (Days | Subject)", df)``:
 
     >>> cmp = compare(fit, post)
+    >>> cmp.fixed.columns.tolist()
+    ['lmer', 'lmer_se', 'mean', 'sd', 'lower', 'upper', 'lmer_inside']
     >>> list(cmp.fixed.index), bool(cmp.fixed["lmer_inside"].all())
     (['Intercept', 'Days'], True)
     >>> cmp.levels.shape[0]  # 18 subjects x (Intercept, Days)

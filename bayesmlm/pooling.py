@@ -9,16 +9,7 @@
 For crossed factors the combined coefficient of each combination of the first
 two factors' levels is shown as well (intercept = I + I1 + I2, slope = S + S1
 + S2), for every combination, including those absent from the data: the
-mixed model predicts them, no pooling cannot.
-
-Examples
---------
->>> import bayesmlm as bm
->>> pool = bm.pooling("Reaction ~ Days + (Days | Subject)", bm.datasets.load("sleepstudy"), bayes=False)
->>> sorted(pool.table.approach.unique())
-['complete pooling', 'no pooling', 'partial pooling (lmer)']
->>> pool.table.query("level == '308' and term == 'Days'").estimate.round(2).tolist()
-[21.76, 10.47, 19.67]
+mixed model predicts them, no pooling cannot. Examples: :func:`pooling`.
 """
 
 from __future__ import annotations
@@ -229,6 +220,8 @@ def pooling(
     >>> pool = pooling("Reaction ~ Days + (Days | Subject)", df, bayes=False)  # bayes=True samples too
     >>> sorted(pool.table["approach"].unique())
     ['complete pooling', 'no pooling', 'partial pooling (lmer)']
+    >>> pool.table.query("level == '308' and term == 'Days'").estimate.round(2).tolist()
+    [21.76, 10.47, 19.67]
     """
     from .bayes.sample import sample
     from .freq.lmer import lmer

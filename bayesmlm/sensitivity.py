@@ -7,18 +7,7 @@ the model is refitted, and every posterior summary (mean and interval ends of
 fixed effects, SDs, correlations and sigma) is compared with the original. A
 summary "moves" when it shifts by more than ``threshold`` original posterior
 SDs: the data do not dominate the prior there, so the prior choice matters and
-should be reported.
-
-Examples
---------
->>> import warnings, bayesmlm as bm
->>> df = bm.datasets.load("sleepstudy")
->>> with warnings.catch_warnings():
-...     warnings.simplefilter("ignore")
-...     sens = bm.sensitivity("Reaction ~ Days + (Days | Subject)", df, priors="default",
-...                           draws=300, tune=300, chains=2, seed=1, progressbar=False)
->>> sens.table.scale.unique().tolist()
-[0.5, 2.0]
+should be reported. Examples: :func:`sensitivity`.
 """
 
 from __future__ import annotations
@@ -117,6 +106,8 @@ def sensitivity(
     ...                    chains=2, seed=1, progressbar=False)
     >>> isinstance(sens.verdict(), str), "moved" in sens.table.columns
     (True, True)
+    >>> sens.table.scale.unique().tolist()
+    [0.5, 2.0]
     """
     from .bayes.sample import _resolve_priors, sample
     from .freq.lmer import make_design

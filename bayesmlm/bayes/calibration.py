@@ -29,12 +29,12 @@ from scipy import stats as scipy_stats
 from ..design import Design
 from ..priors.spec import PriorSpec
 from ..stats import SufficientStats
-from .collapsed import build_collapsed_model, collapsed_plan, draw_effects
+from .collapsed import draw_effects
 from .compile import compile_for_nutpie
 from .draws import locate
-from .native import NativeCollapsed, one_blas_thread, supports
+from .native import NativeCollapsed, one_blas_thread
 from .prior_predictive import draw_parameters, simulate_response
-from .sample import quiet_blas_warning
+from .sample import collapsed_model, quiet_blas_warning
 
 __all__ = ["simulate_from_prior", "sbc", "rank_uniformity"]
 
@@ -64,15 +64,13 @@ def sbc(
     import nutpie
 
     rng = np.random.default_rng(seed)
-    plan = collapsed_plan(design, priors)
-    # The compiled density bm.sample uses for collapsed fits; only the response's statistics change.
-    if supports(design, priors) is None:
-        native = NativeCollapsed.from_design(design, priors, plan.stats)
+    # The model bm.sample uses for collapsed fits; only the response's statistics change.
+    model, plan, _ = collapsed_model(design, priors)
+    if isinstance(model, NativeCollapsed):
 
         def compiled_for(stats):
-            return native.with_stats(stats).for_nutpie()
+            return model.with_stats(stats).for_nutpie()
     else:
-        model, plan = build_collapsed_model(design, priors, plan.stats)
         with quiet_blas_warning():
             compiled = compile_for_nutpie(model)
 

@@ -104,10 +104,13 @@ def collapsed_plan(design: Design, priors: PriorSpec, stats: SufficientStats | N
 
 
 def build_collapsed_model(
-    design: Design, priors: PriorSpec, stats: SufficientStats | None = None
+    design: Design, priors: PriorSpec, plan: CollapsedPlan | None = None
 ) -> tuple[pm.Model, CollapsedPlan]:
-    """PyMC model whose likelihood has the group (and fixed) effects integrated out."""
-    plan = collapsed_plan(design, priors, stats)
+    """PyMC model whose likelihood has the group (and fixed) effects integrated out.
+
+    ``plan`` (from :func:`collapsed_plan`) is made here when not given.
+    """
+    plan = plan or collapsed_plan(design, priors)
     stats, integrate_beta, layout = plan.stats, plan.integrate_beta, plan.layout
     rows, cols, entry = plan.rows, plan.cols, plan.entry
     q, p, n = design.q, design.p, stats.n

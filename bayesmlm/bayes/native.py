@@ -444,14 +444,10 @@ class NativeCollapsed:
             prior_rows.append([POSITIVE_FAMILIES[dist.family], *list(dist.params().values()), 0.0][:3])
         blocks = [[off, b.n_levels, b.n_cols] for b, off in zip(design.blocks, design.offsets[:-1])]
         correlated = [float(any(len(g) > 1 for g in b.groups)) for b in design.blocks]
-        C = np.block([[stats.ZtZ.toarray(), stats.ZtX], [stats.ZtX.T, stats.XtX]])
-        a = np.concatenate([stats.Zty, stats.Xty])
         m = np.array([priors[name].mu for name in design.fixed_names])
         P = 1.0 / np.array([priors[name].sigma for name in design.fixed_names]) ** 2
         sections = [
-            C.ravel(),
-            a,
-            [stats.yty],
+            *_data_sections(stats),
             np.ravel(prior_rows),
             np.concatenate([np.ravel(blocks), block_start, correlated]),
             np.ravel([[mm, eta, *cols, *[0] * (kmax - mm)] for mm, eta, cols in groups]) if groups else [],
@@ -490,12 +486,11 @@ class NativeCollapsed:
     def with_stats(self, stats: SufficientStats) -> "NativeCollapsed":
         """The same model on other data of the same design (simulation-based calibration)."""
         blob = self.blob.copy()
-        h = blob[:_HEADER]
-        q, p, o_C, o_a, o_yty = int(h[1]), int(h[2]), int(h[8]), int(h[9]), int(h[10])
-        r = q + p
-        blob[o_C:o_C + r * r] = np.block([[stats.ZtZ.toarray(), stats.ZtX], [stats.ZtX.T, stats.XtX]]).ravel()
-        blob[o_a:o_a + r] = np.concatenate([stats.Zty, stats.Xty])
-        blob[o_yty] = stats.yty
+        data = np.concatenate(_data_sections(stats))
+        start = int(blob[8])  # the C, a and y'y sections come first, in that order
+        if start + data.size != int(blob[11]):
+            raise ValueError("with_stats needs statistics of the same design (same q and p)")
+        blob[start:start + data.size] = data
         blob[3] = stats.n
         return replace(self, blob=blob)
 
@@ -550,6 +545,12 @@ class NativeCollapsed:
             logp_func=None,
             expand_func=None,
         )
+
+
+def _data_sections(stats: SufficientStats) -> list[np.ndarray]:
+    """The sections of the packed array that hold the data: ``C = [Z X]'[Z X]``, ``a = [Z X]'y``, ``y'y``."""
+    C = np.block([[stats.ZtZ.toarray(), stats.ZtX], [stats.ZtX.T, stats.XtX]])
+    return [C.ravel(), np.concatenate([stats.Zty, stats.Xty]), np.array([stats.yty])]
 
 
 def _lambda_positions(design: Design, block_start) -> np.ndarray:

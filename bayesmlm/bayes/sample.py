@@ -119,6 +119,20 @@ def _quiet_lmer(design) -> FreqFit:
         return fit_design(design)
 
 
+def collapsed_model(design, priors: PriorSpec, sampler: str = "nutpie") -> tuple:
+    """The collapsed model to sample, its plan, and which log density it uses.
+
+    The compiled density (:class:`NativeCollapsed`) when nutpie samples and it covers the
+    priors; else the PyMC model of ``collapsed.py``, with the reason.
+    """
+    plan = collapsed_plan(design, priors)
+    why_not = supports(design, priors) if sampler == "nutpie" else f"sampler {sampler!r}"
+    if why_not is None:
+        return NativeCollapsed.from_design(design, priors, plan.stats), plan, "compiled density (Numba, cached on disk)"
+    model, plan = build_collapsed_model(design, priors, plan)
+    return model, plan, f"PyTensor density ({why_not})"
+
+
 def _nutpie_sample(compiled, *, draws, tune, chains, cores, seed, progressbar, target_accept) -> xr.DataTree:
     import nutpie
 
@@ -240,14 +254,8 @@ def sample(
     spec = _resolve_priors(priors, design, freq)
     method, method_note = resolve_method(method, design)
     if method == "collapsed":
-        plan = collapsed_plan(design, spec)
-        why_not = supports(design, spec) if sampler == "nutpie" else f"sampler {sampler!r}"
-        if why_not is None:
-            model = NativeCollapsed.from_design(design, spec, plan.stats)
-            method_note += "; compiled density (Numba, cached on disk)"
-        else:
-            model, plan = build_collapsed_model(design, spec, plan.stats)
-            method_note += f"; PyTensor density ({why_not})"
+        model, plan, density_note = collapsed_model(design, spec, sampler)
+        method_note += f"; {density_note}"
     else:
         model = build_model(design, spec)
     idata = _run_nuts(model, sampler, method, draws=draws, tune=tune, chains=chains, seed=seed,

@@ -7,20 +7,7 @@ lmer (tables, forest and shrinkage plots), the pooling figure, a posterior
 predictive check and, given several models, a LOO comparison. Figures are
 PNG data URIs, so the file needs no other file and no network. Text from the
 user's data (level and column names) is escaped. Both files are written
-atomically.
-
-Examples
---------
->>> import tempfile, warnings, pathlib, bayesmlm as bm
->>> df = bm.datasets.load("sleepstudy")
->>> with warnings.catch_warnings():
-...     warnings.simplefilter("ignore")
-...     fit = bm.lmer("Reaction ~ Days + (Days | Subject)", df)
-...     post = bm.sample("Reaction ~ Days + (Days | Subject)", df, priors="default",
-...                      draws=300, tune=300, chains=2, seed=1, progressbar=False)
->>> path = bm.report(post, pathlib.Path(tempfile.mkdtemp()) / "report.html", freq=fit)
->>> path.name, path.with_suffix(".md").exists()
-('report.html', True)
+atomically. Examples: :func:`report`.
 """
 
 from __future__ import annotations
