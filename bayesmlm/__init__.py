@@ -18,11 +18,14 @@ from .errors import (
     PriorError,
     SamplingWarning,
     EngineError,
+    EngineWarning,
     FormulaError,
     SingularFitWarning,
 )
 from .formula import MixedFormula, RandomTerm, parse_formula
 from .freq import FreqFit, lmer
+from .freq.glmer import GlmerFit, SeparationWarning, glmer
+from . import families
 from . import priors
 from .bayes import BayesFit, sample
 from .pooling import Pooling, pooling
@@ -31,6 +34,7 @@ from .loo import loo_compare
 from .bayes.prior_predictive import PriorPredictive, prior_predictive
 from .sensitivity import Sensitivity, sensitivity
 from .report import report
+from .freq.inference import anova, icc, r2
 
 __all__ = [
     "lmer",
@@ -58,10 +62,13 @@ __all__ = [
     "FormulaError",
     "DataError",
     "EngineError",
+    "EngineWarning",
     "SingularFitWarning",
     "ConvergenceWarning",
     "PriorError",
     "SamplingWarning",
     "EmpiricalPriorNote",
 ]
+__all__ += ["glmer", "GlmerFit", "SeparationWarning", "families"]
+__all__ += ["anova", "icc", "r2"]
 __version__ = "0.1.0"

@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import datasets
-from .errors import BayesMLMError, EmpiricalPriorNote
+from .errors import BayesMLMError, EmpiricalPriorNote, SingularFitWarning
 from .freq import lmer
 
 __all__ = ["main"]
@@ -50,7 +50,47 @@ def _print_fit(fit) -> None:
     print()
 
 
+def _cmd_fit_family(args: argparse.Namespace) -> int:
+    """``fit --family ...``: the glmer summary; with ``--priors`` also the Bayesian fit (no report yet)."""
+    from .freq.glmer import BAYES_ONLY, glmer
+
+    if args.report is not None:
+        raise BayesMLMError(
+            f"the HTML report is not available yet for the {args.family} family (its prior predictive check and "
+            "lmer comparison are gaussian): drop --report; --priors default|empirical|FILE samples the Bayesian model "
+            "and prints its summary"
+        )
+    df = _read_csv(args.data)
+    fit = None
+    if args.family.lower() not in BAYES_ONLY:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the summary itself states boundary, convergence and separation problems
+            fit = glmer(args.formula, df, family="binomial" if args.family == "bernoulli" else args.family,
+                        na_action=args.na_action)
+        _print_fit(fit)
+        if args.report is None and args.priors is None:
+            return 0
+    from .bayes import sample
+
+    priors = args.priors or ("empirical" if fit is not None else "default")
+    if priors not in ("empirical", "default") and not Path(priors).is_file():
+        raise BayesMLMError(f"prior file {priors!r} does not exist (or use --priors empirical / default)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", EmpiricalPriorNote)
+        post = sample(args.formula, df, priors=priors, family=args.family, draws=args.draws, tune=args.tune,
+                      chains=args.chains, seed=args.seed, progressbar=False, na_action=args.na_action, freq=fit)
+    print(post.summary())
+    if args.report is not None:
+        from .report import report
+
+        path = report(post, args.report, freq=fit)
+        print(f"\nreport written to {path} (and {path.with_suffix('.md')})")
+    return 0
+
+
 def _cmd_fit(args: argparse.Namespace) -> int:
+    if getattr(args, "family", "gaussian") != "gaussian":
+        return _cmd_fit_family(args)
     df = _read_csv(args.data)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the summary itself states boundary and convergence problems
@@ -100,9 +140,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     earlier, later = df[df.Wk < 26], df[df.Wk >= 26]
     print(f"=== {formula}\n    {len(df)} rows of simulated weekly sales (bayesmlm.datasets.simulate_retail)")
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore", SingularFitWarning)  # the printed summary states boundary fits
         fit = lmer(formula, df)
-        priors = empirical(lmer(formula, earlier))
+        earlier_fit = lmer(formula, earlier)
+    priors = empirical(earlier_fit)  # warns itself when the fit it elicits from did not converge
     _print_fit(fit)
     print(f"=== priors elicited from weeks 0-25 (lmer fit), used for weeks 26-51\n{priors}\n")
     post = sample(formula, later, priors=priors, draws=args.draws, chains=args.chains, seed=1, progressbar=False)
@@ -136,6 +177,20 @@ def _cmd_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _whole_number(minimum: int):
+    """An argparse type: a whole number >= ``minimum`` (the ranges ``bm.sample`` checks, nutpie's for --tune)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bayesmlm", description="lme4-style mixed models, frequentist and Bayesian.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -144,12 +199,16 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("formula", help='lme4 formula, e.g. "y ~ x + (x | g)"')
     fit.add_argument("--ml", action="store_true", help="maximum likelihood instead of REML")
     fit.add_argument("--engine", choices=["auto", "pls", "statsmodels"], default="auto")
+    fit.add_argument("--family", choices=["gaussian", "binomial", "bernoulli", "poisson", "Gamma", "negbinomial",
+                                          "student", "lognormal"], default="gaussian",
+                     help="response family; other than gaussian: the bm.glmer summary (lme4's glmer; not for student "
+                          "and lognormal), and with --priors the Bayesian fit")
     fit.add_argument("--na-action", choices=["error", "drop"], default="error", dest="na_action")
     fit.add_argument("--priors", help="empirical (default), default, or a TOML prior file; implies a Bayesian fit")
-    fit.add_argument("--draws", type=int, default=1000, help="posterior draws per chain (default 1000)")
-    fit.add_argument("--tune", type=int, default=1000, help="warm-up draws per chain (default 1000)")
-    fit.add_argument("--chains", type=int, default=4, help="number of chains (default 4)")
-    fit.add_argument("--seed", type=int, default=None, help="random seed, for a reproducible run")
+    fit.add_argument("--draws", type=_whole_number(1), default=1000, help="posterior draws per chain (default 1000)")
+    fit.add_argument("--tune", type=_whole_number(1), default=1000, help="warm-up draws per chain (default 1000)")
+    fit.add_argument("--chains", type=_whole_number(1), default=4, help="number of chains (default 4)")
+    fit.add_argument("--seed", type=_whole_number(0), default=None, help="random seed, for a reproducible run")
     fit.add_argument("--report", metavar="OUT.html", help="write the posterior report (HTML and Markdown)")
     fit.set_defaults(run=_cmd_fit)
     priors = sub.add_parser("priors", help="write empirical priors from an lmer fit to a TOML file for review")
@@ -164,8 +223,8 @@ def _parser() -> argparse.ArgumentParser:
     dataset.set_defaults(run=_cmd_dataset)
     demo = sub.add_parser("demo", help="end-to-end example on bundled simulated data; writes a report")
     demo.add_argument("--out", default="bayesmlm-demo/report.html", metavar="OUT.html", help="report path (default %(default)s)")
-    demo.add_argument("--draws", type=int, default=1000, help="posterior draws per chain (default 1000)")
-    demo.add_argument("--chains", type=int, default=4, help="number of chains (default 4)")
+    demo.add_argument("--draws", type=_whole_number(1), default=1000, help="posterior draws per chain (default 1000)")
+    demo.add_argument("--chains", type=_whole_number(1), default=4, help="number of chains (default 4)")
     demo.set_defaults(run=_cmd_demo)
     return parser
 

@@ -6,25 +6,37 @@
 * ``scales``: group SDs and correlations;
 * ``sigma``: the residual SD;
 * ``levels``: every level's coefficient (fixed plus group effect), with its
-  no-pooling (per-group least squares) estimate and the shrinkage towards the
-  population value: ``1 - (partial - population) / (no pooling - population)``,
-  0 for none, 1 for complete pooling (per coefficient: with correlated
-  effects a level's intercept can be pulled past the population value, which
-  shows as a value outside 0..1).
+  no-pooling estimate (the population value plus the level's own least-squares
+  fit to the partial residual: the response minus the fixed part and the other
+  factors' group effects, all at their posterior means, factors nested inside
+  the level's factor left in; see :mod:`bayesmlm.pooling`) and the shrinkage
+  towards the population value:
+  ``1 - (partial - population) / (no pooling - population)``, 0 for none, 1 for
+  complete pooling. A value outside 0..1 is explained in words in
+  ``shrinkage_note``: when the no-pooling estimate lies close to the population
+  value the ratio is within its Monte Carlo error of 0 or 1, or unstable; and
+  with two or more varying columns a level's coefficients are shrunk jointly,
+  so one can be pulled past the population value (> 1) or away from it (< 0)
+  by its correlated partner;
+* ``pooling``: the pooling factor of each factor's varying column
+  (Gelman & Pardoe 2006), from the posterior draws and from lmer
+  (:func:`bayesmlm.pooling.pooling_factors`): 0 = no pooling, 1 = complete.
 
-Each row says whether the lmer estimate lies inside the posterior interval.
-Examples: :func:`compare`.
+Each parameter row says whether the lmer estimate lies inside the posterior
+interval. Examples: :func:`compare`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import arviz as az
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .pooling import no_pooling
+from .pooling import no_pooling, pooling_factors, posterior_effects
+from .priors.rules import require_same_data
 from .priors.spec import component_key
 
 __all__ = ["Comparison", "compare"]
@@ -49,7 +61,7 @@ class Comparison:
 
     Attributes
     ----------
-    fixed, scales, sigma, levels : pandas.DataFrame
+    fixed, scales, sigma, levels, pooling : pandas.DataFrame
     prob : float
         Probability of the equal-tailed posterior intervals.
 
@@ -66,12 +78,13 @@ class Comparison:
     scales: pd.DataFrame
     sigma: pd.DataFrame
     levels: pd.DataFrame
+    pooling: pd.DataFrame
     prob: float
 
     def tables(self) -> dict[str, pd.DataFrame]:
-        """The four tables by name."""
+        """The five tables by name."""
         return {"fixed effects": self.fixed, "group SDs and correlations": self.scales, "residual SD": self.sigma,
-                "group-level coefficients": self.levels}
+                "pooling factors": self.pooling, "group-level coefficients": self.levels}
 
     def outside(self) -> pd.DataFrame:
         """Parameters (not levels) whose lmer estimate falls outside the posterior interval."""
@@ -135,31 +148,75 @@ class Comparison:
         ok = np.isfinite(x0.to_numpy()) & np.isfinite(y0.to_numpy())
         for a, b, c, d in zip(x0[ok], y0[ok], x1[ok], y1[ok]):
             ax.annotate("", xy=(c, d), xytext=(a, b), arrowprops={"arrowstyle": "->", "color": "tab:grey", "lw": 0.8})
-        ax.plot(x0[ok], y0[ok], "o", color="tab:orange", label="no pooling (least squares per group)")
+        ax.plot(x0[ok], y0[ok], "o", color="tab:orange", label="no pooling (least squares of the partial residual)")
         ax.plot(x1, y1, "o", color="tab:green", label="partial pooling (posterior mean)")
         ax.set_title(f"Shrinkage of {factor} coefficients", fontsize=10)
         ax.legend(fontsize=8)
         return fig
 
 
+_IN_RANGE_SLACK = 1e-9
+"""Round-off allowed at the ends of 0..1 before a shrinkage needs explaining."""
+
+
+def _shrinkage_note(shrink: float, gap: float, sd: float, mcse: float, term: str, partners: list[str]) -> str:
+    """Why a level's shrinkage is undefined or outside 0..1, in words ('' when it needs no explanation).
+
+    ``gap`` is no pooling minus the population value, ``sd`` and ``mcse`` the
+    posterior SD and Monte Carlo standard error of the level's coefficient.
+    """
+    if np.isnan(gap):
+        return "no pooling not identified: too few rows, or a varying column constant within the level"
+    if gap == 0:
+        return "no-pooling estimate equals the population value: nothing to shrink"
+    if -_IN_RANGE_SLACK <= shrink <= 1 + _IN_RANGE_SLACK:
+        return ""
+    moved = "pulled past the population value" if shrink > 1 else "moved away from the population value"
+    excess, error = max(-shrink, shrink - 1), 2 * mcse / abs(gap)
+    if excess <= error:
+        return (f"{moved} by {excess:.2g}, within this ratio's Monte Carlo error (+-{error:.2g}: two standard "
+                "errors of the posterior mean over the gap), so consistent with 0 to 1; the no-pooling estimate is "
+                "too close to the population value for a precise ratio")
+    if abs(gap) < sd:
+        return (f"{moved}: the no-pooling estimate lies only {abs(gap) / sd:.2g} posterior SD from the population "
+                "value, so this ratio of two small numbers is unstable")
+    if partners:
+        return (f"{moved} together with this level's {', '.join(partners)}: the level's coefficients are shrunk "
+                f"jointly, and its estimates of {term} and {', '.join(partners)} are correlated (correlated group "
+                "effects, or a predictor far from 0 in its rows)")
+    return f"{moved}, which a single varying column should not be: check the sampler diagnostics"
+
+
+def _coefficient_mcse(post, block, terms: list[str]) -> np.ndarray:
+    """Monte Carlo standard error of the posterior mean of each level's coefficients: (levels, terms)."""
+    posterior = post.idata["posterior"].dataset
+    beta = np.asarray(posterior["beta"])[:, :, [post.design.fixed_names.index(t) for t in terms]]
+    effects = np.asarray(posterior[f"r[{block.factor}]"])[:, :, :, [block.columns.index(t) for t in terms]]
+    return np.asarray(az.mcse(beta[:, :, None, :] + effects))
+
+
 def _levels_table(fit, post, prob: float) -> pd.DataFrame:
     design = post.design
-    population = post.fixef(prob)["mean"]
+    effects = posterior_effects(post)
+    population = effects[0]
     lmer_coef, posterior_coef = fit.coef(), post.coef(prob)
     rows = []
     for block in design.blocks:
         ours = _interval(posterior_coef[block.factor])
-        unpooled = no_pooling(design, block.codes, block.levels)
-        for level in block.levels:
-            for term in block.columns:
-                if term not in design.fixed_names:
-                    continue
+        unpooled = no_pooling(design, block.factor, effects)
+        terms = [t for t in block.columns if t in design.fixed_names]  # a varying column without a fixed effect has no coefficient row
+        if not terms:
+            continue
+        mcse = _coefficient_mcse(post, block, terms)
+        for i, level in enumerate(block.levels):
+            for j, term in enumerate(terms):
                 r = ours.loc[(level, term)]
                 nop = unpooled.loc[level, term]
                 gap = nop - population[term]
-                shrink = 1.0 - (r["mean"] - population[term]) / gap if np.isfinite(nop) and gap != 0 else np.nan
+                shrink = 1.0 - (r["mean"] - population[term]) / gap if np.isfinite(gap) and gap != 0 else np.nan
+                note = _shrinkage_note(shrink, gap, r["sd"], mcse[i, j], term, [t for t in block.columns if t != term])
                 rows.append({"factor": block.factor, "level": level, "term": term, "lmer": lmer_coef[block.factor].loc[level, term],
-                             **{k: r[k] for k in _SUMMARY}, "no_pooling": nop, "shrinkage": shrink})
+                             **{k: r[k] for k in _SUMMARY}, "no_pooling": nop, "shrinkage": shrink, "shrinkage_note": note})
     table = pd.DataFrame(rows).set_index(["factor", "level", "term"])
     return _inside(table)
 
@@ -178,6 +235,9 @@ def compare(fit, post, prob: float = 0.9) -> Comparison:
     ------
     ValueError
         When the two fits are of different formulas.
+    DataError
+        When they were fitted to different data (row count, response values,
+        fixed-effects columns or grouping levels; the message says which and how).
 
     Examples
     --------
@@ -191,10 +251,15 @@ def compare(fit, post, prob: float = 0.9) -> Comparison:
     (['Intercept', 'Days'], True)
     >>> cmp.levels.shape[0]  # 18 subjects x (Intercept, Days)
     36
+    >>> cmp.pooling.columns.tolist()  # pooling factor per factor and term: 0 = none, 1 = complete
+    ['levels', 'lmer', 'Bayes']
     """
     if fit.formula != post.design.formula.text:
         raise ValueError(f"fit and posterior are of different models: {fit.formula!r} vs {post.design.formula.text!r}")
+    if post.design.family is not None:
+        return _compare_family(fit, post, prob)
     post.design.require_rows("the comparison's no-pooling estimates")
+    require_same_data({"fit": fit.design, "posterior": post.design}, "compare")
     table = post.parameters(prob)
     vc = fit.varcorr()
     lmer = pd.concat([fit.fixef(), pd.Series(vc.sdcor.to_numpy(), index=[component_key(r.grp, r.var1, r.var2) for r in vc.itertuples()])])
@@ -205,5 +270,53 @@ def compare(fit, post, prob: float = 0.9) -> Comparison:
     fixed.insert(1, "lmer_se", fit.se())
     scales = table.drop(index=[*fixed_names, "sigma"])
     return Comparison(fixed[["lmer", "lmer_se", *_SUMMARY, "lmer_inside"]], scales, table.loc[["sigma"]],
-                      _levels_table(fit, post, prob), prob)
+                      _levels_table(fit, post, prob), pooling_factors(fit, post), prob)
 
+
+
+def _compare_family(fit, post, prob: float) -> Comparison:
+    """:func:`compare` for a posterior with a response family and a glmer fit, on the link scale.
+
+    ``sigma`` holds the family's parameters (``phi``, ``shape``, ``sigma``, ``nu``; empty for the
+    binomial and Poisson). The no-pooling estimates and lmer's pooling factors are the
+    gaussian model's (least squares, ``condVar``): here they are NaN, and the levels table
+    compares glmer's coefficients (fixed plus conditional modes) with the posterior's.
+    """
+    from .freq.glmer_result import GlmerFit
+
+    if not isinstance(fit, GlmerFit):
+        raise TypeError(f"a {post.design.family.name} posterior is compared with a bm.glmer fit, got {type(fit).__name__}")
+    if fit.family.name != post.design.family.name:
+        raise ValueError(f"fit and posterior are of different families: {fit.family.name} vs {post.design.family.name}")
+    require_same_data({"fit": fit.design, "posterior": post.design}, "compare")
+    table = post.parameters(prob)
+    vc = fit.varcorr()
+    vc = vc[vc.grp != "Residual"]
+    lmer = pd.concat([fit.fixef(), pd.Series(vc.sdcor.to_numpy(), index=[component_key(r.grp, r.var1, r.var2) for r in vc.itertuples()])])
+    if fit.phi is not None:
+        lmer["phi"] = fit.phi
+    if fit.family.name == "Gamma":
+        lmer["shape"] = 1.0 / fit.sigma ** 2
+    table.insert(0, "lmer", lmer.reindex(table.index))
+    table = _inside(table)
+    fixed_names = post.design.fixed_names
+    aux = list(post.design.family.aux_params)
+    fixed = table.loc[fixed_names]
+    fixed.insert(1, "lmer_se", fit.se())
+    scales = table.drop(index=[*fixed_names, *aux])
+    lmer_coef, posterior_coef = fit.coef(), post.coef(prob)
+    rows = []
+    for block in post.design.blocks:
+        ours = _interval(posterior_coef[block.factor])
+        for level in block.levels:
+            for term in [t for t in block.columns if t in fixed_names]:
+                r = ours.loc[(level, term)]
+                rows.append({"factor": block.factor, "level": level, "term": term,
+                             "lmer": lmer_coef[block.factor].loc[level, term], **{k: r[k] for k in _SUMMARY},
+                             "no_pooling": np.nan, "shrinkage": np.nan,
+                             "shrinkage_note": "no-pooling estimates are computed for gaussian models only"})
+    levels = _inside(pd.DataFrame(rows).set_index(["factor", "level", "term"]))
+    pooling = pooling_factors(post=post)
+    pooling["lmer"] = np.nan
+    return Comparison(fixed[["lmer", "lmer_se", *_SUMMARY, "lmer_inside"]], scales, table.loc[aux], levels,
+                      pooling[["levels", "lmer", "Bayes"]], prob)

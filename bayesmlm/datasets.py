@@ -1,7 +1,7 @@
 """Example data sets shipped with bayesmlm.
 
 Public data from the lme4 R package (``sleepstudy``, ``dyestuff``, ``dyestuff2``,
-``penicillin``, ``pastes``, ``cake``) and ``crossed_slopes``, a simulated
+``penicillin``, ``pastes``, ``cake``, and for :func:`bayesmlm.glmer` ``cbpp`` and ``grouseticks``) and ``crossed_slopes``, a simulated
 subjects x items design with correlated slopes on both factors.
 
 Seeded simulators, every true value a parameter, for the teaching scenarios in
@@ -33,6 +33,8 @@ __all__ = ["load", "names", "simulate_retail", "simulate_plant_machine", "simula
 _TEXT_COLUMNS = {
     "sleepstudy": ["Subject"],
     "cake": ["replicate", "recipe"],
+    "cbpp": ["herd", "period"],
+    "grouseticks": ["INDEX", "BROOD", "YEAR", "LOCATION"],
 }
 
 

@@ -29,10 +29,19 @@ import scipy.sparse as sp
 
 from .errors import DataError, FormulaError
 from .formula import MixedFormula, RandomTerm, parse_formula
-from .frame import NaAction, factor_codes, model_frame
+from .frame import NaAction, factor_codes, model_frame, nonfinite_error, nonfinite_rows
 from .stats import SufficientStats
 
-__all__ = ["FactorBlock", "Design", "build_design", "check_identifiable", "crossed_pair", "response_values", "r_style_name"]
+__all__ = [
+    "FactorBlock",
+    "Design",
+    "build_design",
+    "nonfinite_design",
+    "check_identifiable",
+    "crossed_pair",
+    "response_values",
+    "r_style_name",
+]
 
 _TREATMENT = re.compile(r"^(?P<var>.+)\[T\.(?P<level>.+)\]$")
 _FULL = re.compile(r"^(?P<var>[^\[\]]+)\[(?P<level>[^\[\]]+)\]$")
@@ -208,6 +217,10 @@ class Design:
     n_dropped: int = 0
     stats: SufficientStats | None = field(default=None, repr=False)
     rows_held: bool = True
+    family: object = field(default=None, repr=False)
+    """The response family of a non-gaussian model (:mod:`bayesmlm.family_design`); None: gaussian."""
+    glm: object = field(default=None, repr=False)
+    """Its response, trials, weights and offset (:class:`bayesmlm.family_design.GlmResponse`)."""
 
     @property
     def n(self) -> int:
@@ -281,10 +294,24 @@ def response_values(formula: MixedFormula, data: pd.DataFrame) -> np.ndarray:
     mm = _model_matrix(f"0 + {name}", data, "response")
     if mm.shape[1] != 1:
         raise DataError(f"response {name!r} must evaluate to one numeric column, got {mm.shape[1]}")
-    y = np.asarray(mm, dtype=float).reshape(-1)
-    if not np.all(np.isfinite(y)):
-        raise DataError(f"response {name!r} has non-finite values after evaluation")
-    return y
+    return np.asarray(mm, dtype=float).reshape(-1)
+
+
+def nonfinite_design(
+    y: np.ndarray,
+    X: np.ndarray,
+    formula: MixedFormula,
+    fixed_names: list[str],
+    blocks: list[FactorBlock],
+    labels: pd.Index | list,
+) -> dict[str, tuple[int, list]]:
+    """Evaluated columns with infinite or NaN entries (``log(x)`` of a zero, say), with their rows."""
+    bad = nonfinite_rows(y, [f"response {formula.response.strip()!r}"], labels)
+    bad |= nonfinite_rows(X, [f"fixed-effects column {n!r}" for n in fixed_names], labels)
+    for block in blocks:
+        names = [f"varying column {c!r} of {block.factor!r}" for c in block.columns]
+        bad |= nonfinite_rows(block.values, names, labels)
+    return bad
 
 
 def _check_full_rank(X: np.ndarray, names: list[str]) -> None:
@@ -342,13 +369,15 @@ def build_design(
     fixed_mm = _model_matrix(parsed.fixed, df, "fixed-effects matrix")
     X = np.asarray(fixed_mm, dtype=float).reshape(len(df), -1)
     fixed_names = _r_style_names(list(fixed_mm.columns))
-    if row_checks:
-        _check_full_rank(X, fixed_names)
     by_factor: dict[str, list[RandomTerm]] = {}
     for term in parsed.random:
         by_factor.setdefault(term.factor, []).append(term)
     blocks = [_merge_terms(f, terms, df, len(df)) for f, terms in by_factor.items()]
     if row_checks:
+        bad = nonfinite_design(y, X, parsed, fixed_names, blocks, frame.row_labels)
+        if bad:
+            raise nonfinite_error(bad, evaluated=True)
+        _check_full_rank(X, fixed_names)
         for block in blocks:
             check_identifiable(block, len(df))
     blocks.sort(key=lambda b: -b.n_levels)  # stable: ties keep formula order

@@ -43,6 +43,10 @@ class ConvergenceWarning(UserWarning):
     """The optimiser stopped without meeting its convergence checks."""
 
 
+class EngineWarning(UserWarning):
+    """The chosen engine stopped at a lower likelihood than lme4's PLS algorithm finds."""
+
+
 class PriorError(BayesMLMError, ValueError):
     """A prior, a prior specification or a prior file is invalid."""
 

@@ -1,8 +1,8 @@
 """Model frame: check a DataFrame against a formula before any matrix is built.
 
 This is where bad input is caught and named: unknown columns, missing values,
-non-numeric responses and grouping factors with a single level. The result is
-a clean DataFrame holding only the rows that will be used.
+infinite values, non-numeric responses and grouping factors with a single
+level. The result is a clean DataFrame holding only the rows that will be used.
 
 Examples
 --------
@@ -19,17 +19,21 @@ from __future__ import annotations
 import difflib
 import re
 import warnings
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
 import formulaic
 import numpy as np
 import pandas as pd
+from formulaic.parser.types import Factor
+from formulaic.transforms import TRANSFORMS
+from formulaic.utils.variables import get_required_variables
 
 from .errors import DataError, FormulaError
 from .formula import MixedFormula
 
-__all__ = ["ModelFrame", "model_frame", "required_columns"]
+__all__ = ["ModelFrame", "model_frame", "required_columns", "infinite_in_columns", "nonfinite_error", "nonfinite_rows"]
 
 NaAction = Literal["error", "drop"]
 
@@ -44,17 +48,70 @@ class ModelFrame:
         Used columns only, complete rows only, index reset to ``0..n-1``.
     n_dropped : int
         Rows removed because of missing values (``na_action="drop"``).
+    row_labels : pandas.Index, optional
+        The user's labels of the rows in ``data``, for error messages.
     """
 
     data: pd.DataFrame
     n_dropped: int
+    row_labels: pd.Index | None = None
+
+
+class _StandIn:
+    """A name while variables are listed: any attribute is another stand-in."""
+
+    def __getattr__(self, name: str) -> "_StandIn":
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self
+
+
+class _EveryName(Mapping):
+    """A namespace in which every name is defined and none is a stateful transform.
+
+    formulaic (1.2) asks a stateful transform such as ``scale(x)`` for its variables by
+    evaluating its arguments, and lists none when ``x`` is undefined; in this namespace
+    ``scale`` is an ordinary call, so formulaic walks into its arguments and lists ``x``.
+    """
+
+    def __getitem__(self, key: str) -> _StandIn:
+        return _StandIn()
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+def _factor_variables(factor: Factor) -> set[str]:
+    names = {str(v) for v in factor.required_variables}  # formulaic's list (knows Q("x") etc.)
+    if factor.eval_method == Factor.EvalMethod.PYTHON:
+        try:
+            found = get_required_variables(factor.expr, _EveryName())
+        except Exception:  # malformed code: evaluating the term reports it, as formulaic does
+            found = set()
+        names |= {str(v.root) for v in found if v.root not in TRANSFORMS}
+    return names
 
 
 def _formula_variables(rhs: str, what: str) -> set[str]:
+    """Variables of a formula's terms, those inside stateful transforms (``scale(x)``) included.
+
+    Examples
+    --------
+    >>> sorted(_formula_variables("scale(x) + center(np.log(z)):g + w", "fixed part"))
+    ['g', 'w', 'x', 'z']
+    """
     try:
-        return {str(v) for v in formulaic.Formula(rhs).required_variables}
+        parsed = formulaic.Formula(rhs)
     except Exception as exc:  # formulaic raises several exception types for syntax
         raise FormulaError(f"cannot parse the {what} {rhs!r}: {exc}") from exc
+    sides = [parsed.lhs, parsed.rhs] if hasattr(parsed, "lhs") else [parsed]
+    return {name for side in sides for term in side for factor in term.factors for name in _factor_variables(factor)}
 
 
 def required_columns(formula: MixedFormula) -> list[str]:
@@ -65,6 +122,8 @@ def required_columns(formula: MixedFormula) -> list[str]:
     >>> from bayesmlm.formula import parse_formula
     >>> required_columns(parse_formula("y ~ x + (x | g) + (1 | a:b)"))
     ['y', 'x', 'g', 'a', 'b']
+    >>> required_columns(parse_formula("y ~ scale(x) + (0 + center(z) | g)"))
+    ['y', 'x', 'z', 'g']
     """
     names: dict[str, None] = {}
     names.update(dict.fromkeys(sorted(_formula_variables(f"{formula.response} ~ 1", "response"))))
@@ -139,6 +198,50 @@ def missing_values_error(detail: str) -> DataError:
     )
 
 
+def nonfinite_error(bad: dict[str, tuple[int, list]], evaluated: bool = False) -> DataError:
+    """The error for infinite values in data columns, or infinite or NaN values where the
+    formula's transforms were ``evaluated``: per column, how many rows and the first labels.
+
+    Examples
+    --------
+    >>> print(nonfinite_error({"column 'Days'": (2, [3, 7])}))
+    infinite values in column 'Days' (2 rows: 3, 7); replace them with NaN and pass na_action='drop', or remove those rows
+    """
+    detail = "; ".join(
+        f"{name} ({count} row{'s' if count > 1 else ''}: {', '.join(map(str, labels))}{', ...' if count > len(labels) else ''})"
+        for name, (count, labels) in bad.items()
+    )
+    if not evaluated:
+        return DataError(
+            f"infinite values in {detail}; replace them with NaN and pass na_action='drop', or remove those rows"
+        )
+    return DataError(
+        f"non-finite values (inf or NaN) in {detail} after evaluating the formula; the transform is not "
+        "defined for these rows' values: choose one that is (e.g. np.log1p for zeros) or remove those rows"
+    )
+
+
+def nonfinite_rows(
+    values: np.ndarray, names: list[str], labels: pd.Index | list, first: int = 5
+) -> dict[str, tuple[int, list]]:
+    """Columns of ``values`` (rows x columns) with non-finite entries: count and first row labels.
+
+    Examples
+    --------
+    >>> nonfinite_rows(np.array([[1.0, np.inf], [2.0, -np.inf]]), ["a", "b"], ["r1", "r2"])
+    {'b': (2, ['r1', 'r2'])}
+    """
+    bad = ~np.isfinite(np.asarray(values, dtype=float).reshape(len(labels), -1))
+    labels = np.asarray(labels, dtype=object)
+    return {name: (int(col.sum()), labels[col][:first].tolist()) for name, col in zip(names, bad.T) if col.any()}
+
+
+def infinite_in_columns(frame: pd.DataFrame) -> dict[str, tuple[int, list]]:
+    """Numeric columns (bools excluded) holding infinities, by ``"column 'name'"``, with their rows."""
+    numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])]
+    return nonfinite_rows(frame[numeric].to_numpy(dtype=float), [f"column {c!r}" for c in numeric], frame.index)
+
+
 def plain_strings(frame: pd.DataFrame) -> pd.DataFrame:
     """Text columns of pandas' ``string`` dtype (Arrow-backed, as Dask makes them) as objects,
     which formulaic encodes as categorical."""
@@ -190,11 +293,15 @@ def model_frame(
         warnings.warn(f"dropped {n_dropped} of {len(data)} rows with missing values in {detail}", stacklevel=3)
         if len(frame) == 0:
             raise DataError("no complete rows remain after dropping missing values")
-    frame = plain_strings(frame.reset_index(drop=True))
     _check_response(formula, frame)
+    infinite = infinite_in_columns(frame)
+    if infinite:
+        raise nonfinite_error(infinite)
+    labels = frame.index
+    frame = plain_strings(frame.reset_index(drop=True))
     if check_levels:
         check_factor_levels(formula, frame)
-    return ModelFrame(frame, n_dropped)
+    return ModelFrame(frame, n_dropped, labels)
 
 
 def level_order(values: pd.Series) -> list:

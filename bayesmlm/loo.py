@@ -1,7 +1,8 @@
 """Model comparison by approximate leave-one-out cross-validation (ArviZ's PSIS-LOO).
 
-``loo_compare`` ranks posteriors of different models of the same rows by
-expected log predictive density and says, in plain words, when the Pareto k
+``loo_compare`` ranks posteriors of different models of the same rows (the
+same observed response, row by row; the formulas may differ) by expected log
+predictive density and says, in plain words, when the Pareto k
 diagnostic makes an estimate unreliable (k above ArviZ's threshold for the
 number of draws, usually about 0.7): which model, how many observations, and
 what to do.
@@ -29,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError, SamplingWarning
+from .priors.rules import require_same_data
 
 __all__ = ["loo_compare", "pareto_k_message"]
 
@@ -55,8 +57,9 @@ def loo_compare(models: dict, warn: bool = True) -> pd.DataFrame:
     Parameters
     ----------
     models : dict of str -> BayesFit
-        Posteriors of models fitted to the same rows, each with its pointwise
-        log-likelihood (stored by ``bm.sample`` by default).
+        Posteriors of models fitted to the same rows -- the same response
+        values in the same order; formulas may differ -- each with its
+        pointwise log-likelihood (stored by ``bm.sample`` by default).
     warn : bool
         Issue a :class:`~bayesmlm.errors.SamplingWarning` for high Pareto k.
 
@@ -65,6 +68,13 @@ def loo_compare(models: dict, warn: bool = True) -> pd.DataFrame:
     pandas.DataFrame
         ArviZ's comparison (``elpd``, ``p``, ``elpd_diff``, ``dse``, ``weight``,
         ...) with an added ``pareto_k_bad`` count per model; best model first.
+
+    Raises
+    ------
+    DataError
+        When a model has no pointwise log-likelihood, or when the models were
+        fitted to different rows: the message names the model and says how its
+        data differ from the first model's (row count, response values).
 
     Examples
     --------
@@ -79,15 +89,13 @@ def loo_compare(models: dict, warn: bool = True) -> pd.DataFrame:
     """
     if len(models) < 2:
         raise ValueError(f"loo_compare needs two or more models, got {len(models)}")
-    sizes = {}
     for name, post in models.items():
         if "log_likelihood" not in post.idata.children:
             raise DataError(
                 f"model {name!r} has no pointwise log-likelihood; refit it with bm.sample(..., log_likelihood=True)"
             )
-        sizes[name] = post.idata["log_likelihood"].dataset.sizes.get("obs")
-    if len(set(sizes.values())) > 1:
-        raise DataError(f"models were fitted to different numbers of rows ({sizes}); LOO compares models of the same data")
+    # Different formulas are fine; the observed response, row by row, must be the same.
+    require_same_data({name: post.design for name, post in models.items()}, "loo_compare", parts=("rows", "response"))
     bad = {}
     for name, post in models.items():
         with warnings.catch_warnings():

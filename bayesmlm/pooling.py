@@ -1,15 +1,32 @@
 """The pooling spectrum: no pooling, complete pooling and partial pooling side by side.
 
-* no pooling: a separate least-squares fit of the fixed-effects formula within
-  each group (lme4's ``lmList``);
+* no pooling: each level's own least-squares estimate of its group effect,
+  fitted to the *partial residual* -- the response minus the fixed part and
+  the other grouping factors' estimated group effects -- on that factor's
+  varying columns, plus the population value. With one grouping factor this is
+  lme4's ``lmList`` (a separate least-squares fit per group); with crossed
+  factors, or for a factor nested in another, a plain per-group fit would soak
+  up the other factors' effects, which the partial residual removes. Factors
+  nested *inside* the factor are left in: their levels split the level's own
+  rows, so only the pooled model can tell them apart from the level's effect;
 * complete pooling: one least-squares fit that ignores the groups;
 * partial pooling: the mixed model, by lmer (``fit.coef()``) and by the
   Bayesian posterior (posterior means of fixed plus group effects).
 
+The *pooling factor* of a factor's term (Gelman & Pardoe 2006, "Bayesian
+measures of explained variance and pooling in multilevel models") is
+``lambda = 1 - V_k(E(e_k)) / E(V_k(e_k))``, with ``e_k`` the group effect of
+level ``k``, ``V_k`` the variance across levels and ``E`` the posterior mean:
+0 when the levels keep their own estimates (no pooling), 1 when every level is
+pulled to the population value (complete pooling). For a balanced random
+intercept it is about ``(sigma^2/n) / (sigma^2/n + tau^2)``. See
+:func:`pooling_factors` for the lmer analogue.
+
 For crossed factors the combined coefficient of each combination of the first
 two factors' levels is shown as well (intercept = I + I1 + I2, slope = S + S1
 + S2), for every combination, including those absent from the data: the
-mixed model predicts them, no pooling cannot. Examples: :func:`pooling`.
+mixed model predicts them, no pooling (a least-squares fit within the
+combination) cannot. Examples: :func:`pooling`.
 """
 
 from __future__ import annotations
@@ -19,15 +36,33 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from matplotlib.figure import Figure
 
-from .design import Design, crossed_pair
+from .design import Design, build_design, crossed_pair
 from .errors import DataError
 
-__all__ = ["Pooling", "pooling", "no_pooling", "complete_pooling", "APPROACHES"]
+__all__ = [
+    "Pooling",
+    "pooling",
+    "no_pooling",
+    "complete_pooling",
+    "partial_residual",
+    "conditional_variances",
+    "pooling_factor",
+    "pooling_factors",
+    "posterior_effects",
+    "APPROACHES",
+]
 
 APPROACHES = ("no pooling", "complete pooling", "partial pooling (lmer)", "partial pooling (Bayes)")
 _COLOURS = dict(zip(APPROACHES, ("tab:orange", "tab:grey", "tab:blue", "tab:green")))
+
+Effects = tuple[pd.Series, dict[str, pd.DataFrame]]
+"""Fixed effects (by design-column name) and, per factor, group effects (levels x varying columns)."""
+
+_RANK_TOL = 1e-10
+"""Relative eigenvalue of a level's cross-product below which its least squares is not identified."""
 
 
 def _ols(X: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -37,21 +72,336 @@ def _ols(X: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.linalg.lstsq(X, y, rcond=None)[0]
 
 
+def _group_ols(values: np.ndarray, response: np.ndarray, codes: np.ndarray, n_groups: int) -> np.ndarray:
+    """Least squares of ``response`` on ``values`` within each group: (groups, columns).
+
+    Groups whose rows cannot identify every coefficient (too few rows, a
+    column constant within the group) get NaN, as lmList does.
+    """
+    k = values.shape[1]
+    xtx = np.zeros((n_groups, k, k))
+    np.add.at(xtx, codes, values[:, :, None] * values[:, None, :])
+    xty = np.zeros((n_groups, k))
+    np.add.at(xty, codes, values * response[:, None])
+    eig = np.linalg.eigvalsh(xtx)
+    ok = eig[:, 0] > _RANK_TOL * np.maximum(eig[:, -1], np.finfo(float).tiny)
+    out = np.full((n_groups, k), np.nan)
+    if ok.any():
+        out[ok] = np.linalg.solve(xtx[ok], xty[ok][:, :, None])[:, :, 0]
+    return out
+
+
 def complete_pooling(design: Design) -> pd.Series:
     """One least-squares fit of the fixed-effects formula, groups ignored."""
     design.require_rows("complete pooling")
     return pd.Series(_ols(design.X, design.y), index=design.fixed_names)
 
 
-def no_pooling(design: Design, codes: np.ndarray, levels: list[str]) -> pd.DataFrame:
-    """Least squares within each group given by ``codes``: levels x fixed-effect columns.
+def _block_effects(block, ranef: dict[str, pd.DataFrame]) -> np.ndarray:
+    """A factor's estimated group effects as (levels, columns) in model order."""
+    return ranef[block.factor].loc[block.levels, list(block.columns)].to_numpy(dtype=float)
 
-    Groups whose rows cannot identify every coefficient (too few rows, a
-    column constant within the group) get NaN, as lmList does.
+
+def _nested(inner, outer) -> bool:
+    """True when every level of block ``inner`` lies within a single level of block ``outer``."""
+    pairs = pd.DataFrame({"inner": inner.codes, "outer": outer.codes}).drop_duplicates()
+    return bool(pairs["inner"].is_unique)
+
+
+def partial_residual(design: Design, factor: str, effects: Effects) -> np.ndarray:
+    """The response minus the fixed part and the group effects of the other factors not nested in ``factor``.
+
+    A factor nested inside ``factor`` (``cask:batch`` inside ``batch``) splits
+    each level's own rows, so its effects stay in: removing them would hand
+    part of the level's own deviation to the pooled inner effects.
+
+    Parameters
+    ----------
+    design : Design
+    factor : str
+        The grouping factor whose effects are left in.
+    effects : (pandas.Series, dict of str -> pandas.DataFrame)
+        Fixed effects and group effects per factor, e.g. ``(fit.fixef(), fit.ranef())``.
+
+    Examples
+    --------
+    With one grouping factor it is the response minus the fixed part:
+
+    >>> import bayesmlm as bm
+    >>> fit = bm.lmer("Reaction ~ Days + (Days | Subject)", bm.datasets.load("sleepstudy"))
+    >>> r = partial_residual(fit.design, "Subject", (fit.fixef(), fit.ranef()))
+    >>> bool(np.allclose(r, fit.design.y - fit.design.X @ fit.fixef().to_numpy()))
+    True
     """
-    design.require_rows("no pooling")
-    rows = [_ols(design.X[codes == k], design.y[codes == k]) for k in range(len(levels))]
-    return pd.DataFrame(rows, index=pd.Index(levels), columns=design.fixed_names)
+    design.require_rows("the partial residuals")
+    fixed, ranef = effects
+    own = design.block(factor)
+    out = design.y - design.X @ fixed[design.fixed_names].to_numpy(dtype=float)
+    for block in design.blocks:
+        if block.factor != factor and not _nested(block, own):
+            out = out - np.einsum("nk,nk->n", block.values, _block_effects(block, ranef)[block.codes])
+    return out
+
+
+def no_pooling(design: Design, factor: str, effects: Effects) -> pd.DataFrame:
+    """Each level's own estimate: population value plus least squares of the partial residual.
+
+    The partial residual (:func:`partial_residual`) of ``factor`` is regressed
+    on the factor's varying columns within each level; the coefficients are
+    that level's unpooled group effects, added to the fixed effects. Fixed
+    columns that do not vary by ``factor`` keep the population value.
+
+    Parameters
+    ----------
+    design : Design
+    factor : str
+    effects : (pandas.Series, dict of str -> pandas.DataFrame)
+        Fixed and group effects that define the partial residual, e.g.
+        ``(fit.fixef(), fit.ranef())`` or posterior means.
+
+    Returns
+    -------
+    pandas.DataFrame
+        levels x coefficients (the fixed-effect columns, then varying columns
+        without a fixed effect). A level whose rows cannot identify its
+        coefficients (too few rows, a column constant within it) is all NaN.
+
+    Examples
+    --------
+    With one factor it equals a least-squares fit per subject (lmList):
+
+    >>> import bayesmlm as bm
+    >>> df = bm.datasets.load("sleepstudy")
+    >>> fit = bm.lmer("Reaction ~ Days + (Days | Subject)", df)
+    >>> no_pooling(fit.design, "Subject", (fit.fixef(), fit.ranef())).loc["308"].round(2).tolist()
+    [244.19, 21.76]
+    """
+    block = design.block(factor)
+    fixed = effects[0]
+    own = _group_ols(block.values, partial_residual(design, factor, effects), block.codes, block.n_levels)
+    columns = design.fixed_names + [c for c in block.columns if c not in design.fixed_names]
+    table = pd.DataFrame(0.0, index=pd.Index(block.levels), columns=columns)
+    table[design.fixed_names] = fixed[design.fixed_names].to_numpy(dtype=float)
+    for j, column in enumerate(block.columns):
+        table[column] = table[column].to_numpy() + own[:, j]
+    table.loc[np.isnan(own).any(axis=1)] = np.nan
+    return table
+
+
+def posterior_effects(post) -> Effects:
+    """Posterior means of the fixed and group effects, shaped like ``(fit.fixef(), fit.ranef())``.
+
+    Examples
+    --------
+    With ``post`` from the example of :func:`bayesmlm.sample`:
+
+    >>> fixed, ranef = posterior_effects(post)
+    >>> fixed.index.tolist(), ranef["Subject"].shape
+    (['Intercept', 'Days'], (18, 2))
+    """
+    ranef = {factor: table["mean"].unstack("term") for factor, table in post.ranef().items()}
+    return post.fixef()["mean"], ranef
+
+
+# -- pooling factors -----------------------------------------------------------------------
+def _level_blocks(matrix: sp.spmatrix, n_levels: int, n_cols: int) -> np.ndarray:
+    """The (levels, cols, cols) diagonal blocks of a level-major block-diagonal sparse matrix."""
+    coo = matrix.tocoo()
+    out = np.zeros((n_levels, n_cols, n_cols))
+    np.add.at(out, (coo.row // n_cols, coo.row % n_cols, coo.col % n_cols), coo.data)
+    return out
+
+
+def _inverse_diagonal_blocks(M: sp.spmatrix, first: tuple[int, int], rest: list[tuple[int, int]]) -> list[np.ndarray]:
+    """Per-level diagonal blocks of ``M^-1``, exploiting the block-diagonal first factor.
+
+    ``M = [[A, B], [B', D]]`` with ``A`` block diagonal (the first factor's
+    levels do not overlap); with ``S = D - B' A^-1 B`` the diagonal blocks are
+    ``A^-1 + A^-1 B S^-1 B' A^-1`` for the first factor and those of ``S^-1``
+    for the others, so only ``S`` (as large as the PLS engine's own dense part)
+    is inverted densely.
+    """
+    k1, c1 = first
+    q1 = k1 * c1
+    a_inv = np.linalg.inv(_level_blocks(M[:q1, :q1], k1, c1))
+    if not rest:
+        return [a_inv]
+    B = M[:q1, q1:].toarray()
+    W = np.einsum("kij,kjm->kim", a_inv, B.reshape(k1, c1, -1))
+    S_inv = np.linalg.inv(M[q1:, q1:].toarray() - B.T @ W.reshape(q1, -1))
+    T = (W.reshape(q1, -1) @ S_inv).reshape(k1, c1, -1)
+    out, start = [a_inv + np.einsum("kim,kjm->kij", T, W)], 0
+    for k, c in rest:
+        idx = start + np.arange(k * c).reshape(k, c)
+        out.append(S_inv[idx[:, :, None], idx[:, None, :]])
+        start += k * c
+    return out
+
+
+def _relative_system(fit) -> tuple[sp.csc_matrix, list[np.ndarray]]:
+    """``M = Lambda' Z'Z Lambda + I`` and each block's relative factor ``L`` (``Lambda = blockdiag(I (x) L)``)."""
+    from .freq.estimates import relative_factor
+
+    design = fit.design
+    factors = [relative_factor(cov / fit.sigma**2) for cov in fit.estimates.covariances]
+    Lam = sp.block_diag([sp.kron(sp.identity(b.n_levels), L) for b, L in zip(design.blocks, factors)], format="csc")
+    return (Lam.T @ design.sufficient_stats().ZtZ @ Lam + sp.identity(design.q)).tocsc(), factors
+
+
+def conditional_variances(fit) -> dict[str, np.ndarray]:
+    """Conditional covariance of each level's group effects given the data, as lme4's ``condVar``.
+
+    ``Var(b | y) = sigma^2 Lambda (Lambda' Z'Z Lambda + I)^-1 Lambda'`` at the
+    estimated variance components, with the fixed effects held at their
+    estimates (as lme4 does); only the per-level diagonal blocks are formed.
+
+    Parameters
+    ----------
+    fit : FreqFit
+
+    Returns
+    -------
+    dict of str -> ndarray (levels, columns, columns)
+
+    Examples
+    --------
+    A balanced random intercept: ``tau^2 sigma^2 / (n tau^2 + sigma^2)`` with n = 5 rows per batch.
+
+    >>> import bayesmlm as bm
+    >>> fit = bm.lmer("Yield ~ 1 + (1 | Batch)", bm.datasets.load("dyestuff"))
+    >>> tau2, s2 = fit.varcorr().vcov[0], fit.sigma**2
+    >>> bool(np.allclose(conditional_variances(fit)["Batch"][:, 0, 0], tau2 * s2 / (5 * tau2 + s2)))
+    True
+    """
+    design = fit.design
+    M, factors = _relative_system(fit)
+    sizes = [(b.n_levels, b.n_cols) for b in design.blocks]
+    inverse = _inverse_diagonal_blocks(M, sizes[0], sizes[1:])
+    return {b.factor: fit.sigma**2 * np.einsum("ij,kjl,ml->kim", L, m, L) for b, L, m in zip(design.blocks, factors, inverse)}
+
+
+def _level_sum_variances(fit) -> dict[str, np.ndarray]:
+    """``Var(sum_k b_kj | y)`` for each factor's varying column ``j``: the between-level covariances summed."""
+    from scipy.sparse.linalg import splu
+
+    design = fit.design
+    M, factors = _relative_system(fit)
+    # Lambda' times the indicator of column j over all levels of a factor: row j of L at every level
+    V = np.zeros((design.q, sum(b.n_cols for b in design.blocks)))
+    col = 0
+    for b, L, start in zip(design.blocks, factors, design.offsets):
+        for j in range(b.n_cols):
+            V[start : start + b.n_effects, col] = np.tile(L[j], b.n_levels)
+            col += 1
+    sums = fit.sigma**2 * np.einsum("qc,qc->c", V, splu(M).solve(V))
+    out, col = {}, 0
+    for b in design.blocks:
+        out[b.factor], col = sums[col : col + b.n_cols], col + b.n_cols
+    return out
+
+
+def pooling_factor(effects: np.ndarray) -> np.ndarray:
+    """Gelman & Pardoe's pooling factor ``1 - V_k(E(e_k)) / E(V_k(e_k))`` from draws of group effects.
+
+    Parameters
+    ----------
+    effects : ndarray (draws, levels, columns)
+        Posterior draws of one factor's group effects.
+
+    Returns
+    -------
+    ndarray (columns,)
+        0 = no pooling (the levels keep their own estimates), 1 = complete pooling.
+
+    Examples
+    --------
+    Draws that scatter each level's effect around well-separated means pool
+    little; draws that are pure noise around 0 pool completely:
+
+    >>> rng = np.random.default_rng(0)
+    >>> means = np.linspace(-3, 3, 20)[None, :, None]
+    >>> float(pooling_factor(means + 0.1 * rng.normal(size=(4000, 20, 1)))[0]) < 0.01
+    True
+    >>> float(pooling_factor(rng.normal(size=(4000, 20, 1)))[0]) > 0.99
+    True
+    """
+    between = np.var(effects.mean(axis=0), axis=0, ddof=1)
+    expected = np.var(effects, axis=1, ddof=1).mean(axis=0)
+    return 1.0 - between / expected
+
+
+def _lmer_pooling_factor(blups: np.ndarray, cond_var: np.ndarray, sum_var: np.ndarray) -> np.ndarray:
+    """G&P's formula with ``N(BLUP, condVar)`` (between-level covariances included) as the posterior.
+
+    For effects ``e ~ N(b, C)`` over K levels, ``E(V_k(e)) = V_k(b) + (tr C - 1'C1 / K) / (K - 1)``.
+    """
+    k = blups.shape[0]
+    within = (np.diagonal(cond_var, axis1=1, axis2=2).sum(axis=0) - sum_var / k) / (k - 1)
+    between = np.var(blups, axis=0, ddof=1)
+    total = between + within
+    # a component estimated at 0 (singular fit) has every BLUP at 0: complete pooling
+    return np.where(total > 0, within / np.where(total > 0, total, 1.0), 1.0)
+
+
+def pooling_factors(fit=None, post=None) -> pd.DataFrame:
+    """Pooling factor of every factor's varying column, by lmer and by the posterior.
+
+    Bayesian: :func:`pooling_factor` of the posterior draws of the group
+    effects. lmer: the same formula with the conditional distribution of the
+    effects given the data, ``N(BLUP, C)`` (lme4's ``condVar``,
+    :func:`conditional_variances`, with the covariances between levels) in
+    place of the posterior: ``E(V_k(e)) = V_k(BLUP) + (tr C - 1'C1 / K) / (K - 1)``
+    for K levels. It holds the variance components and fixed effects at their
+    estimates, so with few levels (uncertain SDs) it can differ from the
+    posterior's. A component estimated at 0 pools completely (1).
+
+    Parameters
+    ----------
+    fit : FreqFit, optional
+    post : BayesFit, optional
+        At least one of the two.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``(factor, term)``; columns ``levels`` and ``lmer`` and/or ``Bayes``.
+
+    Raises
+    ------
+    DataError
+        When ``fit`` and ``post`` were fitted to different data.
+
+    Examples
+    --------
+    >>> import bayesmlm as bm
+    >>> fit = bm.lmer("Reaction ~ Days + (Days | Subject)", bm.datasets.load("sleepstudy"))
+    >>> pooling_factors(fit).round(2)
+                       levels  lmer
+    factor  term                   
+    Subject Intercept      18  0.24
+            Days           18  0.15
+    """
+    if fit is None and post is None:
+        raise ValueError("pooling_factors needs an lmer fit, a posterior, or both")
+    if fit is not None and post is not None:
+        from .priors.rules import require_same_data
+
+        require_same_data({"fit": fit.design, "posterior": post.design}, "pooling_factors")
+    design = fit.design if fit is not None else post.design
+    columns = {}
+    if fit is not None:
+        cond, sums, blups = conditional_variances(fit), _level_sum_variances(fit), fit.ranef()
+        columns["lmer"] = np.concatenate(
+            [_lmer_pooling_factor(_block_effects(b, blups), cond[b.factor], sums[b.factor]) for b in design.blocks]
+        )
+    if post is not None:
+        from .bayes.draws import stack_chains
+
+        posterior = post.idata["posterior"].dataset
+        columns["Bayes"] = np.concatenate([pooling_factor(stack_chains(posterior, f"r[{b.factor}]")) for b in post.design.blocks])
+    index = pd.MultiIndex.from_tuples([(b.factor, c) for b in design.blocks for c in b.columns], names=["factor", "term"])
+    levels = [b.n_levels for b in design.blocks for _ in b.columns]
+    return pd.DataFrame({"levels": levels, **columns}, index=index)
 
 
 def _long(table: pd.DataFrame, approach: str, factor: str, counts: pd.Series) -> pd.DataFrame:
@@ -73,6 +423,8 @@ class Pooling:
         Tidy: ``approach, factor, level, term, estimate, n`` (``n`` = rows of
         that group; 0 for crossed combinations absent from the data).
     design : Design
+    factors : pandas.DataFrame
+        Pooling factor per factor and varying column (:func:`pooling_factors`).
 
     Examples
     --------
@@ -86,6 +438,7 @@ class Pooling:
 
     table: pd.DataFrame
     design: Design
+    factors: pd.DataFrame
 
     def coefficients(self, factor: str, approach: str) -> pd.DataFrame:
         """levels x terms for one factor (or combination ``"A:B"``) and approach."""
@@ -160,7 +513,8 @@ def _crossed_rows(design: Design, pair, fit, post, lmer_coef, bayes_coef) -> lis
     counts = pd.Series(keys).value_counts()
     code = pd.Index(combos).get_indexer(keys)
     out = [
-        _long(no_pooling(design, code, combos), "no pooling", name, counts),
+        _long(pd.DataFrame(_group_ols(design.X, design.y, code, len(combos)), index=combos, columns=design.fixed_names),
+              "no pooling", name, counts),
         _long(pd.DataFrame([complete_pooling(design)] * len(combos), index=combos), "complete pooling", name, counts),
     ]
 
@@ -193,7 +547,10 @@ def pooling(
     bayes: bool = True,
     sample_kwargs: dict | None = None,
 ) -> Pooling:
-    """No pooling, complete pooling and partial pooling (lmer and Bayesian) per group.
+    """No pooling, complete pooling and partial pooling (lmer and Bayesian) per group, and pooling factors.
+
+    No pooling per factor uses the lmer estimates of the fixed part and of the
+    other factors' effects for the partial residual (module docstring).
 
     Parameters
     ----------
@@ -211,7 +568,14 @@ def pooling(
     Returns
     -------
     Pooling
-        ``.table`` (tidy) and ``.plot()`` (faceted figure).
+        ``.table`` (tidy), ``.factors`` (pooling factors) and ``.plot()`` (faceted figure).
+
+    Raises
+    ------
+    DataError
+        When ``fit`` or ``post`` was fitted to other data than ``data`` (row
+        count, response values, fixed-effects columns or grouping levels differ;
+        the message says which and how).
 
     Examples
     --------
@@ -222,22 +586,35 @@ def pooling(
     ['complete pooling', 'no pooling', 'partial pooling (lmer)']
     >>> pool.table.query("level == '308' and term == 'Days'").estimate.round(2).tolist()
     [21.76, 10.47, 19.67]
+    >>> pool.factors["lmer"].round(2).tolist()  # 0 = no pooling, 1 = complete pooling
+    [0.24, 0.15]
     """
     from .bayes.sample import sample
     from .freq.lmer import lmer
+    from .priors.rules import require_same_data
 
+    if (post is not None and getattr(post.design, "family", None) is not None) or (
+            sample_kwargs and sample_kwargs.get("family") not in (None, "gaussian")):
+        raise NotImplementedError(
+            "pooling() is for gaussian models (its no-pooling estimates are least squares); for a model with a "
+            "response family use bm.compare(glmer_fit, post), whose pooling table has the posterior's pooling factors"
+        )
     if fit is None:
         fit = lmer(formula, data)
+    else:
+        require_same_data({"data": build_design(formula, data, na_action="drop"), "fit": fit.design}, "pooling")
     design = fit.design
     if post is None and bayes:
         post = sample(formula, data, freq=fit, **(sample_kwargs or {}))
+    elif post is not None:
+        require_same_data({"fit": design, "posterior": post.design}, "pooling")
     lmer_coef = fit.coef()
     bayes_coef = _bayes_means(post) if post is not None else None
     parts = []
     pooled = complete_pooling(design)
     for block in design.blocks:
         counts = pd.Series(block.codes).value_counts().rename(index=dict(enumerate(block.levels)))
-        parts.append(_long(no_pooling(design, block.codes, block.levels), "no pooling", block.factor, counts))
+        parts.append(_long(no_pooling(design, block.factor, (fit.fixef(), fit.ranef())), "no pooling", block.factor, counts))
         same = pd.DataFrame([pooled] * block.n_levels, index=block.levels)
         parts.append(_long(same, "complete pooling", block.factor, counts))
         parts.append(_long(lmer_coef[block.factor], "partial pooling (lmer)", block.factor, counts))
@@ -246,4 +623,4 @@ def pooling(
     pair = crossed_pair(design)
     if pair is not None:
         parts += _crossed_rows(design, pair, fit, post, lmer_coef, bayes_coef)
-    return Pooling(pd.concat(parts, ignore_index=True), design)
+    return Pooling(pd.concat(parts, ignore_index=True), design, pooling_factors(fit, post))

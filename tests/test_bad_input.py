@@ -92,3 +92,26 @@ def test_duplicate_varying_column(sleepstudy: pd.DataFrame) -> None:
 def test_undefined_function_in_fixed_part(sleepstudy: pd.DataFrame) -> None:
     with pytest.raises(DataError, match="'nosuchfunction' .* neither a data column nor a known function"):
         bm.lmer("Reaction ~ nosuchfunction(Days) + (1 | Subject)", sleepstudy)
+
+
+def test_infinite_predictor_is_named_with_rows(sleepstudy: pd.DataFrame) -> None:
+    df = sleepstudy.astype({"Days": float})
+    df.loc[[3, 50, 51, 60, 61, 62], "Days"] = np.inf
+    df.loc[7, "Days"] = -np.inf
+    with pytest.raises(DataError, match=r"infinite values in column 'Days' \(7 rows: 3, 7, 50, 51, 60, \.\.\.\)"):
+        bm.lmer("Reaction ~ Days + (1 | Subject)", df)
+
+
+def test_infinite_response_is_named(sleepstudy: pd.DataFrame) -> None:
+    df = sleepstudy.set_index(sleepstudy.index + 1000)
+    df.loc[1009, "Reaction"] = np.inf
+    with pytest.raises(DataError, match=r"column 'Reaction' \(1 row: 1009\)"):
+        bm.lmer("Reaction ~ Days + (1 | Subject)", df)
+
+
+@pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")
+def test_transform_that_is_infinite_is_named(sleepstudy: pd.DataFrame) -> None:
+    with pytest.raises(DataError, match=r"fixed-effects column 'np.log\(Days\)' \(18 rows: .*np.log1p"):
+        bm.lmer("Reaction ~ np.log(Days) + (1 | Subject)", sleepstudy)
+    with pytest.raises(DataError, match=r"varying column 'np.log\(Days\)' of 'Subject'"):
+        bm.lmer("Reaction ~ 1 + (0 + np.log(Days) | Subject)", sleepstudy)

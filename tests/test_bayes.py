@@ -3,6 +3,10 @@
 Three fits (sleepstudy collapsed, crossed slopes collapsed and non-centred) are shared by the tests.
 brms oracle tolerances (issue 2/6): posterior means within 0.15 posterior SD and
 5%/95% quantiles within 0.2 posterior SD of brms's, for every parameter brms reports.
+
+Collapsed vs non-centred (the second oracle, see ``assert_posteriors_agree``): means within
+0.15 posterior SD; SDs and 5%/95% quantiles within 0.2 posterior SD, or 4 combined Monte
+Carlo SEs where the draws cannot resolve 0.2 SD (tail quantiles of skewed group SDs).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
+import arviz_stats as azs
 import numpy as np
 import pandas as pd
 import pytest
@@ -185,16 +190,29 @@ def test_priors_that_do_not_fit_the_model_are_refused_before_sampling(tmp_path: 
         bm.sample("Reaction ~ Days + (0 + Days | Subject)", df, priors=pri)
 
 
+def chain_mcse(draws: np.ndarray, chains: int, method: str, prob: float | None = None) -> np.ndarray:
+    """arviz_stats MCSE of ``draws`` (chains concatenated; trailing axis: parameters) by ``method``."""
+    return np.asarray(azs.mcse(draws.reshape(chains, -1, *draws.shape[1:]), method=method, prob=prob,
+                               chain_axis=0, draw_axis=1))
+
+
 @pytest.mark.slow
 def test_pymc_sampler_is_selectable() -> None:
+    """PyMC's NUTS on the same priors as brms: every posterior mean brms reports within 4 combined
+    Monte Carlo SEs (ours from arviz_stats, brms's sd / sqrt(ess_bulk)); the draws are enough that
+    4 MCSEs is at most 0.2 posterior SD, so the check resolves what the brms comparisons do."""
     df = load_data("sleepstudy")
     pri = bm.priors.load(REFERENCE / "brms_priors" / "sleepstudy_corr.toml")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", bm.SamplingWarning)  # a short run
-        post = bm.sample(MODELS["sleepstudy_corr"][1], df, priors=pri, draws=100, tune=200, chains=2, seed=2, sampler="pymc", progressbar=False)
-    assert post.sampler == "pymc"
-    assert post.draws("sigma").shape == (200,)
-    assert abs(post.draws("Days").mean() - 10.45) < 3 * 1.73  # brms: mean 10.45, sd 1.73
+    ref = json.loads((REFERENCE / "brms" / "sleepstudy_corr.json").read_text())
+    post = bm.sample(MODELS["sleepstudy_corr"][1], df, priors=pri, draws=500, tune=500, chains=2, seed=2, sampler="pymc",
+                     progressbar=False)
+    assert post.sampler == "pymc" and post.diagnostics.divergences == 0 and post.diagnostics.max_rhat < 1.02
+    assert post.draws("sigma").shape == (1000,)
+    for row in ref["summary"]:
+        draws = post.draws(brms_key(row["variable"]))
+        mcse = np.hypot(chain_mcse(draws, 2, "mean"), row["sd"] / np.sqrt(row["ess_bulk"]))
+        assert 4 * mcse <= 0.2 * row["sd"], f"too few draws to resolve 0.2 SD for {row['variable']}"
+        assert abs(draws.mean() - row["mean"]) <= 4 * mcse, f"mean of {row['variable']}"
 
 
 def _all_keys(post: bm.BayesFit) -> list[str]:
@@ -206,14 +224,42 @@ def _all_keys(post: bm.BayesFit) -> list[str]:
     return keys
 
 
-def assert_posteriors_agree(a: bm.BayesFit, b: bm.BayesFit, tol: float = 0.15) -> int:
-    """Posterior means within ``tol`` posterior SDs for every parameter and group effect."""
+# Statistic -> (function of the draws, arviz_stats MCSE method and probability, tolerance in posterior SDs).
+AGREEMENT = {
+    "mean": (lambda d: d.mean(axis=0), ("mean", None), 0.15),
+    "sd": (lambda d: d.std(axis=0), ("sd", None), 0.2),
+    "5%": (lambda d: np.quantile(d, 0.05, axis=0), ("quantile", 0.05), 0.2),
+    "95%": (lambda d: np.quantile(d, 0.95, axis=0), ("quantile", 0.95), 0.2),
+}
+
+
+def assert_posteriors_agree(a: bm.BayesFit, b: bm.BayesFit) -> tuple[int, dict[str, int]]:
+    """Mean, SD, 5% and 95% quantile of every parameter and group effect agree between two fits.
+
+    Tolerances, in the larger of the two posterior SDs: 0.15 for means, 0.2 for SDs and quantiles,
+    as the brms comparisons use. Where the draws cannot resolve that, because 4 combined Monte Carlo
+    SEs (arviz_stats, per fit, from its chains) exceed it, the tolerance is those 4 MCSEs; no
+    statistic may need more than 0.75 SD, or the runs are too short for the check to say anything.
+    With the draws of the sleepstudy and penicillin tests the combined MCSE is at most ~0.03-0.04 SD
+    for means and SDs and 0.04-0.07 SD for most quantiles, so 0.15-0.2 SD is 3-10 MCSEs; tail
+    quantiles of the SD of a factor with few levels (penicillin's 6 samples: 95% quantile MCSE
+    ~0.15 SD in the non-centred run) get the wider 4-MCSE bound. Returns the number of parameters
+    compared and, per statistic, how many were held to 4 MCSEs rather than 0.15/0.2 SD.
+    """
     keys = _all_keys(a)
-    for key in keys:
-        da, db = a.draws(key), b.draws(key)
-        sd = max(da.std(), db.std())
-        assert abs(da.mean() - db.mean()) <= tol * sd, f"{key}: {da.mean():.4g} vs {db.mean():.4g} (sd {sd:.3g})"
-    return len(keys)
+    da, db = (np.column_stack([fit.draws(key) for key in keys]) for fit in (a, b))
+    ca, cb = (fit.idata["posterior"].sizes["chain"] for fit in (a, b))
+    sd = np.maximum(da.std(axis=0), db.std(axis=0))
+    widened = {}
+    for stat, (f, (method, prob), tol) in AGREEMENT.items():
+        mcse = np.hypot(chain_mcse(da, ca, method, prob), chain_mcse(db, cb, method, prob)) / sd
+        assert np.all(4 * mcse <= 0.75), f"{stat}: too few draws for {[k for k, m in zip(keys, mcse) if 4 * m > 0.75]}"
+        allowed = np.maximum(tol, 4 * mcse)
+        widened[stat] = int(np.sum(allowed > tol))
+        diff = np.abs(f(da) - f(db)) / sd
+        bad = [f"{k}: {d:.3f} SD > {t:.3f}" for k, d, t in zip(keys, diff, allowed) if d > t]
+        assert not bad, f"{stat} differs: {bad}"
+    return len(keys), widened
 
 
 def test_auto_method_follows_model_size() -> None:
@@ -224,26 +270,47 @@ def test_auto_method_follows_model_size() -> None:
 
 
 def test_collapsed_and_full_agree_on_sleepstudy() -> None:
-    collapsed = posterior("sleepstudy_corr")
+    """Long runs (collapsed: cheap; non-centred: ESS ~1,300 of 10,000) so quantiles resolve 0.2 SD."""
     data, formula, _ = MODELS["sleepstudy_corr"]
-    full = bm.sample(formula, load_data(data), priors=collapsed.priors, draws=1000, chains=4, seed=11, progressbar=False, method="full")
-    assert full.method == "full"
-    assert assert_posteriors_agree(collapsed, full) == 6 - 1 + 36 + 1
+    df = load_data(data)
+    priors = bm.priors.load(REFERENCE / "brms_priors" / "sleepstudy_corr.toml", formula, df)
+    collapsed = bm.sample(formula, df, priors=priors, draws=4000, chains=4, seed=20261122, progressbar=False)
+    full = bm.sample(formula, df, priors=priors, draws=2500, chains=4, seed=11, progressbar=False, method="full",
+                     target_accept=0.95)
+    assert (collapsed.method, full.method) == ("collapsed", "full")
+    assert full.diagnostics.divergences == 0 and full.diagnostics.max_rhat < 1.02, full.diagnostics.messages
+    compared, widened = assert_posteriors_agree(collapsed, full)
+    assert compared == 6 - 1 + 36 + 1 and sum(widened.values()) <= 0.05 * 4 * compared
+
+
+def test_collapsed_and_full_agree_on_crossed_slopes() -> None:
+    """The two crossed-slopes fits the brms test makes (same priors, 146 effects): no further sampling.
+    With 1,000 draws x 4 chains each, means and SDs are resolved to 0.15/0.2 SD; the 5%/95% quantiles
+    of most group effects only to 4 MCSEs (~0.25 SD, at most ~0.45): the sleepstudy and penicillin
+    tests run longer to resolve 0.2 SD there."""
+    collapsed, full = posterior("crossed_slopes"), posterior("crossed_slopes_full")
+    assert (collapsed.method, full.method) == ("collapsed", "full")
+    assert full.diagnostics.divergences == 0 and full.diagnostics.max_rhat < 1.02, full.diagnostics.messages
+    compared, widened = assert_posteriors_agree(collapsed, full)
+    assert compared == 2 + 2 * 2 + 2 + 1 + 2 * (40 + 32) and widened["mean"] == widened["sd"] == 0
 
 
 def test_collapsed_and_full_agree_on_a_crossed_design() -> None:
     """Penicillin: 24 plates x 6 samples. With 6 levels the non-centred model has a funnel
     (1,709 divergences at target_accept=0.8 when tried), so the reference run uses 0.99 and
-    long chains, and must itself be free of divergences for the comparison to mean anything."""
+    long chains, and must itself be free of divergences for the comparison to mean anything.
+    Its ESS (~700 of 16,000 draws for sd[sample]) leaves about 1 statistic in 8 (tail quantiles,
+    mostly of the 6 sample effects) held to 4 MCSEs rather than 0.2 SD."""
     formula = "diameter ~ 1 + (1 | plate) + (1 | sample)"
     df = load_data("penicillin")
     priors = bm.priors.default(formula, df)
-    collapsed = bm.sample(formula, df, priors=priors, draws=1000, chains=4, seed=5, progressbar=False, method="collapsed")
+    collapsed = bm.sample(formula, df, priors=priors, draws=4000, chains=4, seed=5, progressbar=False, method="collapsed")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", bm.SamplingWarning)
         full = bm.sample(formula, df, priors=priors, draws=4000, tune=2000, chains=4, seed=5, progressbar=False,
                          method="full", target_accept=0.99)
     assert collapsed.diagnostics.ok, collapsed.diagnostics.messages
     assert full.diagnostics.divergences == 0 and full.diagnostics.max_rhat < 1.02
-    assert assert_posteriors_agree(collapsed, full) == 4 + 24 + 6
+    compared, widened = assert_posteriors_agree(collapsed, full)
+    assert compared == 4 + 24 + 6 and sum(widened.values()) <= 0.15 * 4 * compared
     assert set(collapsed.idata["posterior"].data_vars) >= {"beta", "sigma", "sd[plate]", "r[plate]", "r[sample]"}

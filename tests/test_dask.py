@@ -83,3 +83,46 @@ def test_partitions_with_few_levels_are_encoded_like_the_whole() -> None:
     np.testing.assert_allclose(stats.Zty, full.Zty)
     np.testing.assert_allclose(stats.XtX, full.XtX)
     assert design.fixed_names == ["Intercept", "Days"] and design.n == 180
+
+
+TRANSFORM_CASES = [
+    # (formula, REML, lme4 case it reparametrises (same logLik) or None)
+    ("Reaction ~ Days + (0 + scale(Days) | Subject)", True, None),
+    ("Reaction ~ scale(Days) + (scale(Days) | Subject)", False, "sleepstudy_corr_ml"),
+    ("Reaction ~ center(Days) + (center(Days) | Subject)", True, "sleepstudy_corr_reml"),
+    ("Reaction ~ Days + (0 + scale(Days, center=False) | Subject)", True, "sleepstudy_slope_only_reml"),
+    ("Reaction ~ standardize(Days) + (1 | Subject)", False, "sleepstudy_int_ml"),
+]
+
+
+@pytest.mark.parametrize(("formula", "reml", "case"), TRANSFORM_CASES)
+def test_stateful_transforms_learn_from_every_partition(formula: str, reml: bool, case: str | None) -> None:
+    """scale/center statistics come from all rows, not from the encoding sample."""
+    df = load_data("sleepstudy").sample(frac=1.0, random_state=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bm.SingularFitWarning)
+        local = bm.lmer(formula, df, reml=reml)
+        fit = bm.lmer(formula, dd.from_pandas(df, npartitions=3), reml=reml)
+    assert not fit.design.rows_held
+    assert fit.loglik == pytest.approx(local.loglik, abs=1e-6)
+    np.testing.assert_allclose(fit.fixef(), local.fixef(), rtol=1e-8)
+    if case is not None:
+        assert fit.loglik == pytest.approx(load_reference(case)["loglik"], abs=1e-6)
+
+
+def test_transforms_dask_cannot_learn_are_refused() -> None:
+    ddf = dd.from_pandas(load_data("sleepstudy"), npartitions=3)
+    with pytest.raises(bm.FormulaError, match=r"poly\(Days, 2\) .*stateful transform.*compute the column before fitting"):
+        bm.lmer("Reaction ~ poly(Days, 2) + (1 | Subject)", ddf)
+    with pytest.raises(bm.FormulaError, match=r"response 'scale\(Reaction\)'.*standardise it"):
+        bm.lmer("scale(Reaction) ~ Days + (1 | Subject)", ddf)
+
+
+@pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")
+def test_infinite_values_on_dask_are_counted_over_partitions() -> None:
+    df = load_data("sleepstudy").astype({"Days": float})
+    df.loc[[5, 100, 170], "Days"] = np.inf
+    with pytest.raises(bm.DataError, match=r"infinite values in column 'Days' \(3 rows: 5, 100, 170\)"):
+        bm.lmer("Reaction ~ Days + (1 | Subject)", dd.from_pandas(df, npartitions=3))
+    with pytest.raises(bm.DataError, match=r"fixed-effects column 'np.log\(Days\)' \(18 rows: 0, 10"):
+        bm.lmer("Reaction ~ np.log(Days) + (1 | Subject)", dd.from_pandas(load_data("sleepstudy"), npartitions=3))

@@ -10,7 +10,10 @@ checked against central differences.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,7 +21,7 @@ import pytest
 
 import bayesmlm as bm
 from bayesmlm.bayes.collapsed import build_collapsed_model
-from bayesmlm.bayes.native import NativeCollapsed, supports
+from bayesmlm.bayes.native import ERROR_DEFECT, ERROR_NOT_POSITIVE_DEFINITE, NativeCollapsed, compiled_callbacks, supports
 from bayesmlm.design import build_design
 from bayesmlm.priors.distributions import Exponential, Gamma, HalfNormal, HalfStudentT, LogNormal, StudentT
 
@@ -98,14 +101,26 @@ def test_compiled_gradient_matches_central_differences(formula: str, data: pd.Da
         np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-4)
 
 
-def test_expand_gives_unit_diagonal_correlations_and_positive_scales(data: pd.DataFrame) -> None:
+def test_expand_follows_the_documented_parameterisation(data: pd.DataFrame) -> None:
+    """Against the module docstring's definition, by independent arithmetic: SDs and sigma are exp of
+    their slots; the 3 x 3 correlation comes from canonical partial correlations (Lewandowski, Kurowicka
+    and Joe 2009): the first column's correlations and the partial correlation of the last pair given
+    the first variable are tanh of their unconstrained values."""
     formula = FORMULAS[1]
     native = NativeCollapsed.from_design(build_design(formula, data), bm.priors.default(formula, data))
-    values = native.expand(np.random.default_rng(3).normal(size=native.n_dim))
-    np.testing.assert_allclose(np.diag(values["cor[g]"]), 1.0)
-    assert np.all(np.linalg.eigvalsh(values["cor[g]"]) > 0)
+    x = np.random.default_rng(3).normal(size=native.n_dim)
+    values = native.expand(x)
     assert set(values) == {"sd[g]", "sd[h]", "cor[g]", "sigma"}  # (x1 || h): no correlation
-    assert values["sd[h]"].shape == (2,) and np.all(values["sd[h]"] > 0)
+    assert native.n_dim == 3 + 2 + 3 + 1  # log sd of g and h, 3 partial correlations, log sigma
+    np.testing.assert_allclose(values["sd[g]"], np.exp(x[:3]), rtol=1e-12)
+    np.testing.assert_allclose(values["sd[h]"], np.exp(x[3:5]), rtol=1e-12)
+    assert values["sigma"] == pytest.approx(np.exp(x[-1]), rel=1e-12)
+    R, z = values["cor[g]"], np.tanh(x[5:8])
+    np.testing.assert_allclose(R, R.T, atol=1e-15)
+    np.testing.assert_allclose(np.diag(R), 1.0, rtol=1e-12)
+    np.testing.assert_allclose([R[1, 0], R[2, 0]], z[:2], rtol=1e-12)
+    partial = (R[2, 1] - R[2, 0] * R[1, 0]) / np.sqrt((1 - R[2, 0] ** 2) * (1 - R[1, 0] ** 2))
+    assert partial == pytest.approx(z[2], rel=1e-10)
 
 
 def test_models_outside_the_compiled_density_use_pytensor_and_say_so(data: pd.DataFrame) -> None:
@@ -126,12 +141,59 @@ def test_models_outside_the_compiled_density_use_pytensor_and_say_so(data: pd.Da
 
 
 def test_large_collapsed_model_samples_in_nutpie_threads() -> None:
-    """146 effects: OpenBLAS's threaded LU overflowed the stack of nutpie's threads (segfault)."""
+    """146 effects: OpenBLAS's threaded LU overflowed the stack of nutpie's threads (segfault).
+    The short run must also be right: fixed effects and sigma against brms on the same priors, within
+    4 combined Monte Carlo SEs (ours by arviz_stats from the chains, brms's sd / sqrt(ess_bulk))."""
+    import arviz_stats as azs
+
     df = bm.datasets.load("crossed_slopes")
     formula = "rt ~ cond + (cond | subj) + (cond | item)"
+    reference = Path(__file__).parent / "reference"
+    priors = bm.priors.load(reference / "brms_priors" / "crossed_slopes.toml", formula, df)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        post = bm.sample(formula, df, priors=bm.priors.default(formula, df), method="collapsed",
-                         draws=100, tune=100, chains=2, seed=1, progressbar=False)
+        post = bm.sample(formula, df, priors=priors, method="collapsed", draws=200, tune=200, chains=2, seed=1,
+                         progressbar=False)
     assert post.design.q + post.design.p == 146 and "compiled density" in post.method_note
-    assert np.isfinite(post.fixef()["mean"]).all()
+    brms = {row["variable"]: row for row in json.loads((reference / "brms" / "crossed_slopes.json").read_text())["summary"]}
+    for key, name in [("Intercept", "b_Intercept"), ("cond", "b_cond"), ("sigma", "sigma")]:
+        draws, row = post.draws(key), brms[name]
+        mcse = np.hypot(float(azs.mcse(draws.reshape(2, -1))), row["sd"] / np.sqrt(row["ess_bulk"]))
+        assert abs(draws.mean() - row["mean"]) <= 4 * mcse <= 0.5 * row["sd"], (key, draws.mean(), row["mean"], mcse)
+
+
+def _call_logp_callback(native: NativeCollapsed, x: np.ndarray) -> int:
+    """The return code of the C log-density callback nutpie calls, at ``x``."""
+    import ctypes
+
+    logp_callback, _ = compiled_callbacks()
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    grad, logp = np.empty(native.n_dim), np.empty(1)
+    pointer = ctypes.POINTER(ctypes.c_double)
+    return logp_callback.ctypes(native.n_dim, x.ctypes.data_as(pointer), grad.ctypes.data_as(pointer),
+                                logp.ctypes.data_as(pointer), native.blob.ctypes.data_as(ctypes.c_void_p))
+
+
+def test_callback_reports_only_a_failed_factorisation_as_recoverable(data: pd.DataFrame) -> None:
+    """Positive codes are recoverable for nutpie (a divergence); any other error must stop it."""
+    formula = FORMULAS[0]
+    native = NativeCollapsed.from_design(build_design(formula, data), bm.priors.default(formula, data))
+    assert _call_logp_callback(native, np.zeros(native.n_dim)) == 0
+    overflow = np.zeros(native.n_dim)
+    overflow[0] = 800.0  # sd = exp(800) = inf: Q holds inf, the Cholesky factorisation fails
+    assert _call_logp_callback(native, overflow) == ERROR_NOT_POSITIVE_DEFINITE == 1
+    with pytest.raises(np.linalg.LinAlgError, match="cannot be factored"):
+        native.logp_and_grad(overflow)
+    # Far-out points where the arithmetic overflows or divides by zero (sigma = exp(-800) = 0, a
+    # correlation of tanh(50) = 1) give inf/NaN, which nutpie treats as a divergence, not an error:
+    for index, value in ((native.n_dim - 1, -800.0), (native.n_dim - 2, 50.0)):
+        extreme = np.zeros(native.n_dim)
+        extreme[index] = value
+        assert _call_logp_callback(native, extreme) > 0
+    # A malformed input (a Lambda section that is not a whole number of 4-value rows) is a defect:
+    blob = np.append(native.blob, 0.0)
+    blob[0] = blob.size
+    broken = dataclasses.replace(native, blob=blob)
+    with pytest.raises(ValueError):
+        broken.logp_and_grad(np.zeros(native.n_dim))
+    assert _call_logp_callback(broken, np.zeros(native.n_dim)) == ERROR_DEFECT < 0

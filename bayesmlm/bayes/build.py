@@ -30,7 +30,7 @@ from ..design import Design, FactorBlock
 from ..priors.distributions import Distribution
 from ..priors.spec import PriorSpec, correlation_key
 
-__all__ = ["build_model", "model_coords", "col_dim", "col_dim_b", "block_scale", "vector_rv", "sigma_rv"]
+__all__ = ["build_model", "family_likelihood", "model_coords", "col_dim", "col_dim_b", "block_scale", "vector_rv", "sigma_rv"]
 
 
 def col_dim(factor: str) -> str:
@@ -121,6 +121,50 @@ def build_model(design: Design, priors: PriorSpec) -> pm.Model:
         for block in design.blocks:
             r = _block_effects(block, priors)
             mu = mu + (block.values * r[block.codes]).sum(axis=1)
-        sigma = sigma_rv(priors)
-        pm.Normal("y", mu=mu, sigma=sigma, observed=design.y, dims="obs")
+        if design.family is None:
+            sigma = sigma_rv(priors)
+            pm.Normal("y", mu=mu, sigma=sigma, observed=design.y, dims="obs")
+        else:
+            family_likelihood(design, priors, mu)
     return model
+
+
+def _positive_rv(name: str, priors: PriorSpec):
+    return priors[name].pymc_class()(name, **priors[name].params())
+
+
+def family_likelihood(design: Design, priors: PriorSpec, eta) -> None:
+    """The response's likelihood for ``design.family`` given the linear predictor (offset added here).
+
+    Registers the family's parameters (``sigma``, ``nu``, ``phi``, ``shape``) with their priors.
+    With weights other than 1 the likelihood is a ``pm.Potential`` of the weighted
+    log-likelihood (``y`` is then not an observed variable).
+    """
+    fam, glm = design.family, design.glm
+    eta = eta + glm.offset
+    aux = {name: _positive_rv(name, priors) for name in fam.aux_params}
+    link = fam.link.name
+    inv = {"logit": pm.math.invlogit, "log": pt.exp, "identity": lambda e: e, "probit": lambda e: 0.5 * pt.erfc(-e / np.sqrt(2.0)),
+           "cloglog": lambda e: 1.0 - pt.exp(-pt.exp(e)), "inverse": lambda e: 1.0 / e, "sqrt": pt.sqr}[link]
+    name = fam.name
+    if name == "binomial":
+        cls, kw, observed = pm.Binomial, ({"n": glm.trials, "logit_p": eta} if link == "logit"
+                                          else {"n": glm.trials, "p": inv(eta)}), glm.successes
+    elif name == "poisson":
+        cls, kw, observed = pm.Poisson, {"mu": inv(eta)}, glm.y
+    elif name == "negative_binomial":
+        cls, kw, observed = pm.NegativeBinomial, {"mu": inv(eta), "alpha": aux["phi"]}, glm.y
+    elif name == "Gamma":
+        cls, kw, observed = pm.Gamma, {"alpha": aux["shape"], "beta": aux["shape"] / inv(eta)}, glm.y
+    elif name == "lognormal":
+        cls, kw, observed = pm.LogNormal, {"mu": eta, "sigma": aux["sigma"]}, glm.y
+    elif name == "student":
+        cls, kw, observed = pm.StudentT, {"nu": aux["nu"], "mu": eta, "sigma": aux["sigma"]}, glm.y
+    elif name == "gaussian":
+        cls, kw, observed = pm.Normal, {"mu": inv(eta), "sigma": aux["sigma"]}, glm.y
+    else:  # pragma: no cover - families are checked before
+        raise NotImplementedError(f"no PyMC likelihood for the {name} family")
+    if np.all(glm.weights == 1.0):
+        cls("y", **kw, observed=observed, dims="obs")
+    else:
+        pm.Potential("y_weighted", (glm.weights * pm.logp(cls.dist(**kw), observed)).sum())

@@ -4,7 +4,10 @@
 for a fixed design. ``sbc`` repeats: simulate, fit with the collapsed sampler
 that ``bm.sample`` uses (compiled once; only the response's statistics change
 between replications),
-and record the rank of each true value among thinned posterior draws. For a
+and record the rank of each true value among thinned posterior draws: the
+hyperparameters (fixed effects, SDs, correlations, sigma) and the group effects
+``r[F][level,column]`` of the first few levels of every factor, which the
+collapsed sampler draws exactly after NUTS and so are checked separately. For a
 correct sampler the ranks are uniform; ``rank_uniformity`` tests that with a
 chi-square test on binned ranks.
 
@@ -16,6 +19,8 @@ Examples
 >>> truth, y = simulate_from_prior(d, bm.priors.default(d.formula.text, d.data), np.random.default_rng(1))
 >>> sorted(truth)[:3], y.shape
 (['Days', 'Intercept', 'cor[Subject][Intercept,Days]'], (180,))
+>>> [key for key in truth if key.startswith("r[")]
+['r[Subject][308,Intercept]', 'r[Subject][308,Days]', 'r[Subject][309,Intercept]', 'r[Subject][309,Days]', 'r[Subject][310,Intercept]', 'r[Subject][310,Days]']
 """
 
 from __future__ import annotations
@@ -39,11 +44,23 @@ from .sample import collapsed_model, quiet_blas_warning
 __all__ = ["simulate_from_prior", "sbc", "rank_uniformity"]
 
 
-def simulate_from_prior(design: Design, priors: PriorSpec, rng: np.random.Generator) -> tuple[dict[str, float], np.ndarray]:
-    """One draw of every parameter from its prior, and a response simulated from them."""
+def simulate_from_prior(
+    design: Design, priors: PriorSpec, rng: np.random.Generator, levels: int = 3
+) -> tuple[dict[str, float], np.ndarray]:
+    """One draw of every parameter from its prior, and a response simulated from them.
+
+    The returned truth holds every hyperparameter and the group effects
+    ``r[F][level,column]`` of the first ``levels`` levels of each factor (all
+    effects enter the response).
+    """
     params = draw_parameters(design, priors, rng, size=1)
     y = simulate_response(design, params, rng)[0]
     truth = {key: float(value[0]) for key, value in params.items() if not key.startswith("r[")}
+    for block in design.blocks:
+        effects = params[f"r[{block.factor}]"][0]  # (levels, columns)
+        for i, level in enumerate(block.levels[:levels]):
+            for j, column in enumerate(block.columns):
+                truth[f"r[{block.factor}][{level},{column}]"] = float(effects[i, j])
     return truth, y
 
 
@@ -56,9 +73,12 @@ def sbc(
     chains: int = 2,
     ranks_of: int = 99,
     seed: int = 0,
+    levels: int = 3,
 ) -> pd.DataFrame:
     """Ranks of the true values among ``ranks_of`` thinned posterior draws, per replication.
 
+    Ranked: every hyperparameter, and the group effects of the first ``levels``
+    levels of each factor (``r[g][g0,Intercept]``, ...).
     Returns a DataFrame (replications x parameters) of ranks in ``0..ranks_of``.
     """
     import nutpie
@@ -79,7 +99,7 @@ def sbc(
     keep = np.linspace(0, draws * chains - 1, ranks_of).round().astype(int)
     rows = []
     for rep in range(replications):
-        truth, y = simulate_from_prior(design, priors, rng)
+        truth, y = simulate_from_prior(design, priors, rng, levels=levels)
         stats = SufficientStats.from_arrays(design.X, design.Z, y)
         with one_blas_thread():
             run = nutpie.sample(

@@ -58,8 +58,8 @@ def locate(design: Design, posterior: xr.Dataset, key: str) -> tuple[str, dict]:
 
     Raises KeyError naming the accepted key shapes.
     """
-    if key == "sigma":
-        return "sigma", {}
+    if key in ("sigma", "nu", "phi", "shape") and key in posterior:
+        return key, {}
     if key in design.fixed_names:
         return "beta", {"fixed": key}
     match = re.fullmatch(r"(sd|cor|r)\[([^\]]+)\](?:\[(.+)\])?", key)
@@ -82,5 +82,6 @@ def locate(design: Design, posterior: xr.Dataset, key: str) -> tuple[str, dict]:
                     return f"r[{factor}]", {factor: level, col_dim(factor): col}
     raise KeyError(
         f"no parameter {key!r}; use a fixed-effect name ({', '.join(design.fixed_names)}), "
-        "sd[factor][column], cor[factor][a,b], r[factor][level,column] or sigma"
+        "sd[factor][column], cor[factor][a,b], r[factor][level,column] or the family's parameter "
+        f"({', '.join(v for v in ('sigma', 'nu', 'phi', 'shape') if v in posterior) or 'none in this model'})"
     )

@@ -33,16 +33,29 @@ def normal_logpdf(y: np.ndarray, mu: np.ndarray, sigma) -> np.ndarray:
 
 
 def pointwise_loglik(posterior: xr.Dataset, design: Design, chunk_draws: int = 200) -> xr.Dataset:
-    """``log p(y_i | draw)`` for all draws and observations, as a Dataset."""
+    """``log p(y_i | draw)`` for all draws and observations, as a Dataset.
+
+    For a design with a response family (``design.family``) the family's own
+    log-likelihood (:meth:`bayesmlm.families.Family.loglik_given`, with all constants)
+    at the inverse link of the linear predictor plus offset, times the weights.
+    """
     design.require_rows("the pointwise log-likelihood")
     chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
-    beta, sigma = stack_chains(posterior, "beta"), stack_chains(posterior, "sigma")
+    beta = stack_chains(posterior, "beta")
+    fam, glm = design.family, design.glm
+    aux_names = ("sigma",) if fam is None else fam.aux_params
+    aux = {name: stack_chains(posterior, name) for name in aux_names}
     effects = [stack_chains(posterior, f"r[{b.factor}]") for b in design.blocks]
     out = np.empty((chains * draws, design.n))
     for start in range(0, chains * draws, chunk_draws):
         s = slice(start, start + chunk_draws)
         mu = linear_predictor(design, beta[s], [r[s] for r in effects])
-        out[s] = normal_logpdf(design.y[None, :], mu, sigma[s][:, None])
+        if fam is None:
+            out[s] = normal_logpdf(design.y[None, :], mu, aux["sigma"][s][:, None])
+        else:
+            params = {name: value[s][:, None] for name, value in aux.items()}
+            mean = fam.link.inverse(mu + glm.offset[None, :])
+            out[s] = glm.weights[None, :] * fam.loglik_given(glm.y[None, :], mean, glm.trials[None, :], **params)
     values = out.reshape(chains, draws, design.n)
     return xr.Dataset(
         {"y": (("chain", "draw", "obs"), values)},

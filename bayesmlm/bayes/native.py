@@ -58,15 +58,15 @@ from ..design import Design
 from ..priors.distributions import Normal
 from ..priors.spec import PriorSpec, correlation_key
 from ..stats import SufficientStats
-from .build import col_dim, col_dim_b
+from .nutpie_bridge import (ERROR_DEFECT, EXPAND_SIG, LOGP_SIG, CompiledDensity, add_scale_variables, blob_at,
+                            logp_status, prior_scale)
+from .scales import POSITIVE_FAMILIES, positive_logp, sd_and_correlations
 
 __all__ = ["NativeCollapsed", "supports", "compiled_callbacks", "one_blas_thread"]
 
-POSITIVE_FAMILIES = {"HalfNormal": 0, "HalfStudentT": 1, "Exponential": 2, "Gamma": 3, "LogNormal": 4}
-"""Prior families of sd and sigma the compiled density knows, by code."""
-
 _HEADER = 16
-_LOG2 = math.log(2.0)
+ERROR_NOT_POSITIVE_DEFINITE = 1
+"""Log-density callback code where ``Q`` cannot be factored: nutpie treats it like a divergence."""
 
 
 def supports(design: Design, priors: PriorSpec) -> str | None:
@@ -80,73 +80,12 @@ def supports(design: Design, priors: PriorSpec) -> str | None:
 
 
 # --------------------------------------------------------------------------- numba kernels
+# error_model="numpy": float arithmetic follows IEEE (x / 0 = inf) instead of raising
+# ZeroDivisionError, so a point far out in the tails (sigma = exp(-800) = 0, a correlation of
+# tanh(50) = 1) gives a non-finite density, which nutpie treats as a divergence; only a defect raises.
 
 
-@numba.njit(cache=True)
-def _positive_logp(code, a, b, v):
-    """Log density (constants dropped) of a positive prior at ``v`` and its derivative."""
-    if code == 0:  # HalfNormal(sigma=a)
-        return -0.5 * v * v / (a * a), -v / (a * a)
-    if code == 1:  # HalfStudentT(nu=a, sigma=b)
-        u = 1.0 + v * v / (a * b * b)
-        return -0.5 * (a + 1.0) * math.log(u), -(a + 1.0) * v / (a * b * b + v * v)
-    if code == 2:  # Exponential(lam=a)
-        return -a * v, -a
-    if code == 3:  # Gamma(alpha=a, beta=b)
-        return (a - 1.0) * math.log(v) - b * v, (a - 1.0) / v - b
-    lv = math.log(v)  # LogNormal(mu=a, sigma=b)
-    return -lv - 0.5 * (lv - a) ** 2 / (b * b), (-1.0 - (lv - a) / (b * b)) / v
-
-
-@numba.njit(cache=True)
-def _log_sech2(y):
-    """log(1 - tanh(y)^2), stable for large |y|."""
-    ay = abs(y)
-    return 2.0 * (_LOG2 - ay - math.log1p(math.exp(-2.0 * ay)))
-
-
-@numba.njit(cache=True)
-def _correlation_factor(y, m, eta, L, dL, dlp):
-    """Cholesky factor of an m x m correlation matrix from ``y``; returns log Jacobian + LKJ.
-
-    Fills ``L`` (m, m), ``dL`` (m, m, nz) = d L / d y and ``dlp`` (nz) = d (returned) / d y.
-    """
-    nz = m * (m - 1) // 2
-    L[:, :] = 0.0
-    dL[:, :, :] = 0.0
-    dlp[:] = 0.0
-    lp = 0.0
-    L[0, 0] = 1.0
-    dS = np.zeros(nz)
-    t = 0
-    for i in range(1, m):
-        S = 0.0
-        dS[:] = 0.0
-        for j in range(i):
-            z = math.tanh(y[t])
-            lp += _log_sech2(y[t])
-            dlp[t] += -2.0 * z
-            r = math.sqrt(1.0 - S)
-            lp += 0.5 * math.log(1.0 - S)
-            for u in range(nz):
-                dlp[u] += -0.5 * dS[u] / (1.0 - S)
-                dL[i, j, u] = -z * dS[u] / (2.0 * r)
-            dL[i, j, t] += (1.0 - z * z) * r
-            L[i, j] = z * r
-            S += L[i, j] * L[i, j]
-            for u in range(nz):
-                dS[u] += 2.0 * L[i, j] * dL[i, j, u]
-            t += 1
-        L[i, i] = math.sqrt(1.0 - S)
-        c = m - i + 2.0 * eta - 3.0
-        lp += c * math.log(L[i, i])
-        for u in range(nz):
-            dL[i, i, u] = -dS[u] / (2.0 * L[i, i])
-            dlp[u] += c * dL[i, i, u] / L[i, i]
-    return lp
-
-
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _unpack(blob):
     """The header of the packed float64 array that ``NativeCollapsed.from_design`` writes.
 
@@ -162,7 +101,7 @@ def _unpack(blob):
             int(h[8]), int(h[9]), int(h[10]), int(h[11]), int(h[12]), int(h[13]), int(h[14]), int(h[15]))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _scales(x, blob):
     """sd, sigma and every block's correlation factor, with the prior part of the log density.
 
@@ -172,47 +111,44 @@ def _scales(x, blob):
     """
     q, p, n, n_sd, n_groups, n_blocks, kmax, o_C, o_a, o_yty, o_pri, o_blk, o_grp, o_mp, o_pos = _unpack(blob)
     n_dim = x.shape[0]
+    stride = 2 + kmax
+    sd, Lfull, dL_loc, lp, g_loc = sd_and_correlations(
+        x[:n_dim - 1], blob[o_pri:o_pri + 3 * n_sd].reshape((n_sd, 3)),
+        blob[o_grp:o_grp + stride * n_groups].reshape((n_groups, stride)), kmax)
     gx = np.zeros(n_dim)
-    sd = np.exp(x[:n_sd])
-    lp = 0.0
-    for i in range(n_sd):
-        code = int(blob[o_pri + 3 * i])
-        v, d = _positive_logp(code, blob[o_pri + 3 * i + 1], blob[o_pri + 3 * i + 2], sd[i])
-        lp += v + x[i]
-        gx[i] += d * sd[i] + 1.0
+    gx[:n_dim - 1] = g_loc
+    dLfull = np.zeros((n_sd, n_sd, n_dim))
+    dLfull[:, :, :n_dim - 1] = dL_loc
     sigma = math.exp(x[n_dim - 1])
     o_sig = o_pri + 3 * n_sd
-    v, d = _positive_logp(int(blob[o_sig]), blob[o_sig + 1], blob[o_sig + 2], sigma)
+    v, d = positive_logp(int(blob[o_sig]), blob[o_sig + 1], blob[o_sig + 2], sigma)
     lp += v + x[n_dim - 1]
     gx[n_dim - 1] += d * sigma + 1.0
-    Lfull = np.eye(n_sd)
-    dLfull = np.zeros((n_sd, n_sd, n_dim))
-    Lg = np.zeros((kmax, kmax))
-    dLg = np.zeros((kmax, kmax, kmax * kmax))
-    dlp = np.zeros(kmax * kmax)
-    t = n_sd
-    stride = 2 + kmax
-    for gi in range(n_groups):
-        m = int(blob[o_grp + stride * gi])
-        eta = blob[o_grp + stride * gi + 1]
-        nz = m * (m - 1) // 2
-        lp += _correlation_factor(x[t:t + nz], m, eta, Lg[:m, :m], dLg[:m, :m, :nz], dlp[:nz])
-        for u in range(nz):
-            gx[t + u] += dlp[u]
-        for i in range(m):
-            ci = int(blob[o_grp + stride * gi + 2 + i])
-            for j in range(i + 1):
-                cj = int(blob[o_grp + stride * gi + 2 + j])
-                Lfull[ci, cj] = Lg[i, j]
-                for u in range(nz):
-                    dLfull[ci, cj, t + u] = dLg[i, j, u]
-        t += nz
     return sd, sigma, Lfull, dLfull, lp, gx
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
+def _factor(Q):
+    """(True, Cholesky factor, inverse) of ``Q``, or (False, empty, empty) when it cannot be factored.
+
+    Numba cannot name an exception class in ``except``, so the ``try`` holds these two
+    LAPACK calls only: at run time their one error is ``LinAlgError`` (not positive
+    definite, singular, or holding inf/NaN, as when an SD overflows far out in the tails).
+    """
+    try:
+        chol = np.linalg.cholesky(Q)
+        Qinv = np.linalg.inv(Q)
+    except Exception:  # noqa: BLE001  (LinAlgError: see above)
+        return False, np.empty((0, 0)), np.empty((0, 0)).T  # the layouts (C, F) of the calls' results
+    return True, chol, Qinv
+
+
+@numba.njit(cache=True, error_model="numpy")
 def _logp_grad(x, blob, grad):
-    """Log density (constants dropped) at ``x``; writes its gradient into ``grad``."""
+    """(log density with constants dropped, True) at ``x``, its gradient written into ``grad``.
+
+    (-inf, False), gradient NaN, where ``Q`` cannot be factored.
+    """
     q, p, n, n_sd, n_groups, n_blocks, kmax, o_C, o_a, o_yty, o_pri, o_blk, o_grp, o_mp, o_pos = _unpack(blob)
     n_dim = x.shape[0]
     sd, sigma, Lfull, dLfull, lp, gx = _scales(x, blob)
@@ -255,8 +191,10 @@ def _logp_grad(x, blob, grad):
         b[cols[t]] += lam[t] * a[rows[t]]
     for j in range(p):
         b[q + j] += s * P[j] * mprior[j]
-    chol = np.linalg.cholesky(Q)
-    Qinv = np.linalg.inv(Q)
+    factored, chol, Qinv = _factor(Q)
+    if not factored:
+        grad[:] = np.nan
+        return -np.inf, False
     g = Qinv @ b
     mPm = 0.0
     for j in range(p):
@@ -297,10 +235,10 @@ def _logp_grad(x, blob, grad):
             for u in range(n_sd, n_dim - 1):
                 gx[u] += dL * dLfull[i, j, u]
     grad[:] = gx
-    return lp + ll
+    return lp + ll, True
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _expand(x, blob, out):
     """sd, every correlated block's correlation matrix (flattened), then sigma."""
     q, p, n, n_sd, n_groups, n_blocks, kmax, o_C, o_a, o_yty, o_pri, o_blk, o_grp, o_mp, o_pos = _unpack(blob)
@@ -321,51 +259,29 @@ def _expand(x, blob, out):
     out[t] = sigma
 
 
-_LOGP_SIG = numba.types.int64(
-    numba.types.uint64,
-    numba.types.CPointer(numba.types.double),
-    numba.types.CPointer(numba.types.double),
-    numba.types.CPointer(numba.types.double),
-    numba.types.voidptr,
-)
-_EXPAND_SIG = numba.types.int64(
-    numba.types.uint64,
-    numba.types.uint64,
-    numba.types.CPointer(numba.types.double),
-    numba.types.CPointer(numba.types.double),
-    numba.types.voidptr,
-)
-
-
-@numba.njit(cache=True)
-def _blob_at(user_data):
-    head = numba.carray(user_data, (1,), dtype=np.float64)
-    return numba.carray(user_data, (int(head[0]),), dtype=np.float64)
-
-
 def _logp_callback(dim, x_, out_, logp_, user_data):
     x = numba.carray(x_, (dim,))
     out = numba.carray(out_, (dim,))
     logp = numba.carray(logp_, (1,))
     try:
-        value = _logp_grad(x, _blob_at(user_data), out)
-    except Exception:  # noqa: BLE001  (a matrix that is not positive definite)
-        return 1
-    logp[0] = value
-    if not np.isfinite(value):
-        return 4
-    if not np.all(np.isfinite(out)):
-        return 3
-    return 0
+        value, factored = _logp_grad(x, blob_at(user_data), out)
+    except Exception:  # noqa: BLE001
+        # Any error here is a defect, not a region of the posterior: a negative code makes nutpie
+        # stop with an error (positive codes are recoverable, like a divergence). Without this
+        # catch Numba would print the error and return 0, i.e. report success with garbage.
+        return ERROR_DEFECT
+    if not factored:
+        return ERROR_NOT_POSITIVE_DEFINITE
+    return logp_status(value, out, logp)
 
 
 def _expand_callback(dim, expanded, x_, out_, user_data):
     x = numba.carray(x_, (dim,))
     out = numba.carray(out_, (expanded,))
     try:
-        _expand(x, _blob_at(user_data), out)
-    except Exception:  # noqa: BLE001
-        return -2
+        _expand(x, blob_at(user_data), out)
+    except Exception:  # noqa: BLE001  (a defect: nutpie stops, "Failed to expand a draw")
+        return ERROR_DEFECT
     return 0
 
 
@@ -385,38 +301,23 @@ def one_blas_thread():
 @functools.cache
 def compiled_callbacks():
     """The two C callbacks nutpie calls: compiled on first use (then loaded from Numba's disk cache)."""
-    return (numba.cfunc(_LOGP_SIG, cache=True)(_logp_callback),
-            numba.cfunc(_EXPAND_SIG, cache=True)(_expand_callback))
+    return (numba.cfunc(LOGP_SIG, cache=True)(_logp_callback),
+            numba.cfunc(EXPAND_SIG, cache=True)(_expand_callback))
 
 
 # --------------------------------------------------------------------------- packing
 
 
 @dataclass(frozen=True)
-class NativeCollapsed:
-    """Everything the compiled density needs, as one float64 array, and how to read its output.
+class NativeCollapsed(CompiledDensity):
+    """Everything the compiled collapsed density needs, as one float64 array (see :class:`CompiledDensity`).
 
-    Attributes
-    ----------
-    blob : ndarray
-        Header, statistics and prior constants (the nutpie ``user_data``).
-    n_dim : int
-        Number of unconstrained parameters.
-    names, shapes, dims : list, list, dict
-        The posterior variables the expand function writes.
-    coords : dict
-        Coordinates of those dims.
-    start : ndarray
-        Centre of the random initial points.
+    Sample its :meth:`for_nutpie` model under :func:`one_blas_thread`.
     """
 
-    blob: np.ndarray
-    n_dim: int
-    names: list
-    shapes: list
-    dims: dict
-    coords: dict
-    start: np.ndarray
+    _expand_kernel = staticmethod(_expand)
+    _callbacks = staticmethod(compiled_callbacks)
+    _jitter = 1.0
 
     @classmethod
     def from_design(cls, design: Design, priors: PriorSpec, stats: SufficientStats | None = None) -> "NativeCollapsed":
@@ -462,25 +363,13 @@ class NativeCollapsed:
 
         names, shapes, dims = [], [], {}
         coords = {}
-        for block in design.blocks:
-            F = block.factor
-            names.append(f"sd[{F}]")
-            shapes.append((block.n_cols,))
-            dims[f"sd[{F}]"] = (col_dim(F),)
-            coords[col_dim(F)] = list(block.columns)
-        for block, corr in zip(design.blocks, correlated):
-            if corr:
-                F = block.factor
-                names.append(f"cor[{F}]")
-                shapes.append((block.n_cols, block.n_cols))
-                dims[f"cor[{F}]"] = (col_dim(F), col_dim_b(F))
-                coords[col_dim_b(F)] = list(block.columns)
+        add_scale_variables(design, correlated, names, shapes, dims, coords)
         names.append("sigma")
         shapes.append(())
         # Sampling starts near each prior's scale; correlations near zero.
         start = np.zeros(n_dim)
         for i, key in enumerate(sd_keys + ["sigma"]):
-            start[i if i < n_sd else n_dim - 1] = math.log(_prior_scale(priors[key]))
+            start[i if i < n_sd else n_dim - 1] = math.log(prior_scale(priors[key]))
         return cls(blob, n_dim, names, shapes, dims, coords, start)
 
     def with_stats(self, stats: SufficientStats) -> "NativeCollapsed":
@@ -494,57 +383,17 @@ class NativeCollapsed:
         blob[3] = stats.n
         return replace(self, blob=blob)
 
-    @property
-    def n_expanded(self) -> int:
-        return int(sum(math.prod(s) for s in self.shapes))
-
     def logp_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
-        """Log density (constants dropped) and gradient at an unconstrained point."""
+        """Log density (constants dropped) and gradient at an unconstrained point.
+
+        Raises ``numpy.linalg.LinAlgError`` where ``Q`` cannot be factored (nutpie's
+        callback reports that as a divergence instead).
+        """
         grad = np.empty(self.n_dim)
-        value = _logp_grad(np.asarray(x, dtype=np.float64), self.blob, grad)
+        value, factored = _logp_grad(np.asarray(x, dtype=np.float64), self.blob, grad)
+        if not factored:
+            raise np.linalg.LinAlgError(f"Q cannot be factored (not positive definite or not finite) at x = {x}")
         return float(value), grad
-
-    def expand(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """The posterior variables at an unconstrained point."""
-        out = np.empty(self.n_expanded)
-        _expand(np.asarray(x, dtype=np.float64), self.blob, out)
-        values, t = {}, 0
-        for name, shape in zip(self.names, self.shapes):
-            size = math.prod(shape)
-            values[name] = out[t:t + size].reshape(shape)
-            t += size
-        return values
-
-    def for_nutpie(self):
-        """A nutpie compiled model calling the cached C callbacks (sample it under :func:`one_blas_thread`)."""
-        import pandas as pd
-        from nutpie.compile_pymc import CompiledPyMCModel
-
-        logp_callback, expand_callback = compiled_callbacks()
-        sizes = [math.prod(s) for s in self.shapes]
-        slices = [slice(int(a), int(a + b)) for a, b in zip(np.cumsum([0] + sizes[:-1]), sizes)]
-        start = self.start
-
-        def initial_point(seed):
-            rng = np.random.default_rng(seed)
-            return start + rng.uniform(-1.0, 1.0, size=start.size)
-
-        return CompiledPyMCModel(
-            _n_dim=self.n_dim,
-            dims=self.dims,
-            _coords={k: pd.Index(v) for k, v in self.coords.items()},
-            _shapes=dict(zip(self.names, self.shapes)),
-            compiled_logp_func=logp_callback,
-            compiled_expand_func=expand_callback,
-            initial_point_func=initial_point,
-            shared_data={},
-            shared_var_keys={},
-            user_data=self.blob,
-            n_expanded=self.n_expanded,
-            shape_info=(self.names, slices, self.shapes),
-            logp_func=None,
-            expand_func=None,
-        )
 
 
 def _data_sections(stats: SufficientStats) -> list[np.ndarray]:
@@ -565,15 +414,3 @@ def _lambda_positions(design: Design, block_start) -> np.ndarray:
             base = off + level * k
             rows += [(base + i, base + j, c0 + i, c0 + j) for i in range(k) for j in range(i + 1)]
     return np.ravel(rows).astype(np.float64)
-
-
-def _prior_scale(dist) -> float:
-    """A typical value of a positive prior, where sampling starts."""
-    params = dist.params()
-    if dist.family == "Exponential":
-        return 1.0 / params["lam"]
-    if dist.family == "Gamma":
-        return params["alpha"] / params["beta"]
-    if dist.family == "LogNormal":
-        return math.exp(params["mu"])
-    return params["sigma"]

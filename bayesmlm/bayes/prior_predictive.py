@@ -58,6 +58,33 @@ def simulate_response(design: Design, params: dict[str, np.ndarray], rng: np.ran
     return y + params["sigma"][:, None] * rng.standard_normal(y.shape)
 
 
+def simulate_family(design: Design, priors: PriorSpec, rng: np.random.Generator,
+                    size: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Parameter draws and responses (size x rows) of a design with a response family.
+
+    The parameters of :func:`draw_parameters` plus the family's own (``phi``, ``shape``,
+    ``nu``, ``sigma``); responses from :meth:`bayesmlm.families.Family.draw_response`
+    (binomial: successes out of the design's trials).
+    """
+    from ..priors.distributions import HalfNormal
+
+    fam, glm = design.family, design.glm
+    shim = priors.copy()
+    if "sigma" not in shim:
+        shim["sigma"] = HalfNormal(1.0)  # draw_parameters draws a sigma; dropped unless the family has one
+    params = draw_parameters(design, shim, rng, size)
+    if "sigma" not in fam.aux_params:
+        del params["sigma"]
+    for name in fam.aux_params:
+        if name != "sigma":
+            params[name] = np.asarray(priors[name].draw(rng, size), dtype=float).reshape(-1)
+    beta = np.column_stack([params[name] for name in design.fixed_names])
+    eta = linear_predictor(design, beta, [params[f"r[{b.factor}]"] for b in design.blocks]) + glm.offset[None, :]
+    aux = {name: params[name][:, None] for name in fam.aux_params}
+    y = fam.draw_response(rng, fam.link.inverse(eta), glm.trials[None, :], **aux)
+    return params, np.asarray(y)
+
+
 @dataclass
 class PriorPredictive:
     """Responses simulated from the priors, beside the observed ones.
@@ -139,6 +166,8 @@ def prior_predictive(
     draws: int = 500,
     plausible: tuple[float, float] | None = None,
     seed: int | None = None,
+    family: str | None = None,
+    **family_args,
 ) -> PriorPredictive:
     """Simulate responses for the data's rows from the priors alone.
 
@@ -153,10 +182,17 @@ def prior_predictive(
         The range a response could reasonably take; the share of simulated
         values outside it is reported.
     seed : int, optional
+    family : str, optional
+        A response family of :func:`bayesmlm.sample` (with ``link``, ``trials``, ``weights``,
+        ``offset`` in ``family_args``): responses are drawn from it (binomial: successes).
 
     Examples
     --------
     >>> import bayesmlm as bm
+    >>> cbpp = bm.datasets.load("cbpp")
+    >>> prior_predictive("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp, family="binomial",
+    ...                  draws=100, plausible=(0, 10), seed=1).y.dtype.kind
+    'i'
     >>> df = bm.datasets.load("sleepstudy")
     >>> check = prior_predictive("Reaction ~ Days + (Days | Subject)", df, priors="default",
     ...                          draws=200, plausible=(0, 2000), seed=1)
@@ -168,6 +204,12 @@ def prior_predictive(
     from ..design import build_design
     from .sample import _resolve_priors
 
+    if family is not None and not (isinstance(family, str) and family.lower() == "gaussian"):
+        from ..family_design import family_design
+        from .sample import _family_priors
+
+        design = family_design(formula, data, family, **family_args)
+        return check_design(design, _family_priors(priors, design, None), draws, plausible, seed)
     design = build_design(formula, data)
     return check_design(design, _resolve_priors(priors, design, None), draws, plausible, seed)
 
@@ -179,5 +221,10 @@ def check_design(
     if plausible is not None and not plausible[0] < plausible[1]:
         raise ValueError(f"plausible must be (low, high) with low < high, got {plausible}")
     rng = np.random.default_rng(seed)
+    if getattr(design, "family", None) is not None:
+        _, y = simulate_family(design, priors, rng, draws)
+        glm = design.glm
+        observed = glm.successes if design.family.name == "binomial" else glm.y
+        return PriorPredictive(y, observed, plausible, design.formula.response.strip())
     y = simulate_response(design, draw_parameters(design, priors, rng, draws), rng)
     return PriorPredictive(y, design.y, plausible, design.formula.response.strip())

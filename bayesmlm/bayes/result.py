@@ -40,6 +40,11 @@ def interval_columns(prob: float) -> tuple[str, str]:
     return f"{lo:g}%", f"{hi:g}%"
 
 
+def interval_stats_columns(prob: float) -> list[str]:
+    """``mean, sd`` and the interval's columns."""
+    return ["mean", "sd", *interval_columns(prob)]
+
+
 def _stats(samples: np.ndarray, prob: float) -> dict[str, float]:
     lo, hi = interval_columns(prob)
     q = np.quantile(samples, [(1 - prob) / 2, (1 + prob) / 2])
@@ -146,8 +151,23 @@ class BayesFit:
                             rows.append(
                                 {"grp": block.factor, "var1": block.columns[i], "var2": block.columns[j], **_stats(cor[:, i, j], prob)}
                             )
-        rows.append({"grp": "Residual", "var1": None, "var2": None, **_stats(self._flat("sigma"), prob)})
-        return pd.DataFrame(rows)
+        if "sigma" in self._aux_names:
+            rows.append({"grp": "Residual", "var1": None, "var2": None, **_stats(self._flat("sigma"), prob)})
+        return pd.DataFrame(rows, columns=["grp", "var1", "var2", *interval_stats_columns(prob)])
+
+    @property
+    def family(self):
+        """The response family (None: the gaussian linear mixed model)."""
+        return self.design.family
+
+    @property
+    def _aux_names(self) -> tuple[str, ...]:
+        return ("sigma",) if self.design.family is None else tuple(self.design.family.aux_params)
+
+    def family_parameters(self, prob: float = 0.9) -> pd.DataFrame:
+        """The family's own parameters besides ``sigma`` (``nu``, ``phi``, ``shape``): mean, sd, interval."""
+        rows = {name: _stats(self._flat(name), prob) for name in self._aux_names if name != "sigma"}
+        return pd.DataFrame.from_dict(rows, orient="index", columns=interval_stats_columns(prob))
 
     def parameters(self, prob: float = 0.9) -> pd.DataFrame:
         """Fixed effects, SDs, correlations and sigma in one table indexed by parameter name.
@@ -167,7 +187,7 @@ class BayesFit:
         """
         vc = self.varcorr(prob)
         vc.index = [component_key(r.grp, r.var1, r.var2) for r in vc.itertuples()]
-        table = pd.concat([self.fixef(prob), vc.drop(columns=["grp", "var1", "var2"])])
+        table = pd.concat([self.fixef(prob), vc.drop(columns=["grp", "var1", "var2"]), self.family_parameters(prob)])
         quantiles = [c for c in table.columns if c.endswith("%")]
         return table.rename(columns=dict(zip(quantiles, ["lower", "upper"])))
 
@@ -209,8 +229,20 @@ class BayesFit:
         new_levels: NewLevels = "error",
         kind: Literal["mean", "predictive"] = "mean",
         seed: int | None = None,
+        type: Literal["response", "link"] = "response",
+        trials=None,
+        offset=None,
     ) -> np.ndarray:
         """Draws (draws x rows) of the expected response, or of new observations.
+
+        For a model with a response family: ``type="link"`` gives the linear predictor
+        (offset included), ``"response"`` the expected response (the inverse link: a
+        probability for the binomial, a count for the Poisson; the lognormal's
+        ``exp(eta + sigma^2 / 2)``); ``kind="predictive"``
+        draws responses from the family (whole numbers for counts; binomial successes out
+        of ``trials``, a column of ``new_data`` or values, default 1). The offset of new rows
+        comes from the formula's ``offset(...)`` terms evaluated on ``new_data``, plus ``offset``
+        (a column or values), which a model fitted with ``offset=`` needs.
 
         Parameters
         ----------
@@ -246,9 +278,40 @@ class BayesFit:
             mu[:, seen] += np.einsum("smk,mk->sm", r[:, code[seen], :], values[seen])
             if new_levels == "sample" and block.factor in nd.unseen:
                 mu += self._new_level_effects(block, nd, b, rng)
-        if kind == "predictive":
-            mu = mu + self._flat("sigma")[:, None] * rng.standard_normal(mu.shape)
-        return mu
+        fam = self.design.family
+        if fam is None:
+            if kind == "predictive":
+                mu = mu + self._flat("sigma")[:, None] * rng.standard_normal(mu.shape)
+            return mu
+        if type not in ("response", "link"):
+            raise ValueError(f"type must be 'response' or 'link', got {type!r}")
+        mu = mu + self._new_offset(new_data, offset)[None, :]
+        if kind == "mean":
+            if type == "link":
+                return mu
+            if fam.name == "lognormal":  # E[y] = exp(mu + sigma^2 / 2)
+                return np.exp(mu + 0.5 * self._flat("sigma")[:, None] ** 2)
+            return fam.link.inverse(mu)
+        if type == "link":
+            raise ValueError("kind='predictive' draws responses: use type='response'")
+        n_trials = np.ones(len(new_data)) if trials is None else _column_or_values(new_data, trials, "trials")
+        params = {name: self._flat(name)[:, None] for name in fam.aux_params}
+        return fam.draw_response(rng, fam.link.inverse(mu), n_trials[None, :], **params)
+
+    def _new_offset(self, new_data: pd.DataFrame, offset) -> np.ndarray:
+        """The offset of new rows: the formula's offset terms on ``new_data`` plus ``offset``."""
+        from ..freq.glmer import _evaluate
+
+        glm = self.design.glm
+        out = np.zeros(len(new_data))
+        for expr in glm.offset_terms:
+            out += np.asarray(_evaluate(expr, new_data.reset_index(drop=True), "offset"), dtype=float)
+        if offset is not None:
+            out += _column_or_values(new_data, offset, "offset")
+        elif not glm.offset_terms and np.any(glm.offset != 0):
+            raise DataError("this model was fitted with offset=: pass offset= (a column of new_data or values) "
+                            "for the new rows too")
+        return out
 
     def _new_level_effects(self, block, nd, b: int, rng: np.random.Generator) -> np.ndarray:
         """Effects of unseen levels drawn from N(0, Sigma) of each posterior draw."""
@@ -271,9 +334,14 @@ class BayesFit:
         kind: Literal["mean", "predictive"] = "mean",
         prob: float = 0.9,
         seed: int | None = None,
+        type: Literal["response", "link"] = "response",
+        trials=None,
+        offset=None,
     ) -> pd.DataFrame:
-        """Posterior mean, SD and interval per new row (see :meth:`predict_draws`)."""
-        draws = self.predict_draws(new_data, new_levels=new_levels, kind=kind, seed=seed)
+        """Posterior mean, SD and interval per new row (see :meth:`predict_draws`; ``type``, ``trials``
+        and ``offset`` for models with a response family)."""
+        draws = self.predict_draws(new_data, new_levels=new_levels, kind=kind, seed=seed, type=type,
+                                   trials=trials, offset=offset)
         rows = [_stats(draws[:, i], prob) for i in range(draws.shape[1])]
         return pd.DataFrame(rows, index=new_data.index)
 
@@ -282,7 +350,10 @@ class BayesFit:
         """Priors, fixed effects, variance components and sampler diagnostics."""
         return "\n".join(
             [
-                f"Bayesian linear mixed model ({self.sampler}, {self.method_note}), {self.design.n} observations",
+                (f"Bayesian linear mixed model ({self.sampler}, {self.method_note}), {self.design.n} observations"
+                 if self.design.family is None else
+                 f"Bayesian generalized linear mixed model, family {self.design.family.name} "
+                 f"({self.design.family.link.name} link) ({self.sampler}, {self.method_note}), {self.design.n} observations"),
                 f"Formula: {self.design.formula.text}",
                 "",
                 "Priors:",
@@ -294,6 +365,8 @@ class BayesFit:
                 "",
                 "Group SDs, correlations and residual SD:",
                 self.varcorr(prob).to_string(index=False, float_format=lambda v: f"{v:.4g}"),
+                *([] if self.family_parameters(prob).empty else
+                  ["", "Family parameters:", self.family_parameters(prob).to_string(float_format=lambda v: f"{v:.4g}")]),
                 "",
                 "Sampler diagnostics:",
                 self.diagnostics.verdict(),
@@ -302,3 +375,12 @@ class BayesFit:
 
     def __repr__(self) -> str:
         return self.summary()
+
+
+def _column_or_values(data: pd.DataFrame, value, what: str) -> np.ndarray:
+    if isinstance(value, str):
+        if value not in data.columns:
+            raise DataError(f"{what} column {value!r} is not in new_data; its columns: {', '.join(map(str, data.columns))}")
+        return pd.to_numeric(data[value], errors="coerce").to_numpy(dtype=float)
+    arr = np.broadcast_to(np.asarray(value, dtype=float), (len(data),)).copy()
+    return arr

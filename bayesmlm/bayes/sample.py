@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import numbers
 import os
 import warnings
 from pathlib import Path
@@ -19,7 +20,7 @@ import pandas as pd
 import pymc as pm
 import xarray as xr
 
-from ..errors import EmpiricalPriorNote
+from ..errors import ConvergenceWarning, DataError, EmpiricalPriorNote, SingularFitWarning
 from ..frame import NaAction
 from ..freq.lmer import fit_design, make_design
 from ..freq.result import FreqFit
@@ -32,9 +33,10 @@ from .collapsed import COLLAPSED_LIMIT, build_collapsed_model, collapsed_plan, d
 from .diagnostics import diagnose, warn_on_problems
 from .loglik import pointwise_loglik
 from .native import NativeCollapsed, one_blas_thread, supports
+from .noncentred import NativeNonCentred, noncentred_supports
 from .result import BayesFit
 
-__all__ = ["sample", "resolve_sampler", "resolve_method", "SAMPLERS", "LOGLIK_MAX_VALUES"]
+__all__ = ["sample", "resolve_sampler", "resolve_method", "check_sampling_args", "SAMPLERS", "LOGLIK_MAX_VALUES"]
 
 LOGLIK_MAX_VALUES = 50_000_000
 """Pointwise log-likelihood is stored automatically up to this many (draws x rows) values."""
@@ -46,20 +48,65 @@ def resolve_method(method: str, design) -> tuple[str, str]:
 
     ``auto`` integrates the group effects out (collapsed) when there are at
     most ``COLLAPSED_LIMIT`` random plus fixed effects, whose dense algebra
-    stays cheap, and samples the non-centred model otherwise.
+    stays cheap, and samples the non-centred model otherwise. The non-centred
+    model needs the rows, which a design reduced from a Dask DataFrame does
+    not hold: there a model beyond the limit is an error unless ``collapsed``
+    is asked for explicitly, which then warns with the size, as it does for
+    any model beyond the limit.
+
+    Examples
+    --------
+    >>> import bayesmlm as bm
+    >>> d = bm.build_design("Reaction ~ Days + (Days | Subject)", bm.datasets.load("sleepstudy"))
+    >>> resolve_method("auto", d)[0], resolve_method("full", d)[0]
+    ('collapsed', 'full')
     """
+    if method not in ("auto", "collapsed", "full"):
+        raise ValueError(f"method must be 'auto', 'collapsed' or 'full', got {method!r}")
     size = design.q + design.p
-    if method == "auto" and not design.rows_held:
-        return "collapsed", f"collapsed: sampled from the sufficient statistics of a Dask DataFrame ({size} effects)"
-    if method == "auto":
-        if size <= COLLAPSED_LIMIT:
-            return "collapsed", f"collapsed: {size} effects integrated out exactly, NUTS over the variance parameters"
-        return "full", f"full non-centred model: {size} effects exceed the collapsed limit of {COLLAPSED_LIMIT}"
     if method == "collapsed":
+        _warn_if_dense(size)
         return "collapsed", "collapsed (requested)"
+    if not design.rows_held:
+        _refuse_without_rows(method, size)
+        return "collapsed", f"collapsed: sampled from the sufficient statistics of a Dask DataFrame ({size} effects)"
     if method == "full":
         return "full", "full non-centred model (requested)"
-    raise ValueError(f"method must be 'auto', 'collapsed' or 'full', got {method!r}")
+    if size <= COLLAPSED_LIMIT:
+        return "collapsed", f"collapsed: {size} effects integrated out exactly, NUTS over the variance parameters"
+    return "full", f"full non-centred model: {size} effects exceed the collapsed limit of {COLLAPSED_LIMIT}"
+
+
+def _dense_cost(size: int) -> str:
+    return (f"every NUTS step factors and inverts a dense {size} x {size} matrix "
+            f"(O((q+p)^3), about {size ** 3 / 3:.2g} flops per gradient, {8 * size * size / 2**20:.3g} MiB)")
+
+
+def _warn_if_dense(size: int) -> None:
+    if size > COLLAPSED_LIMIT:
+        warnings.warn(
+            f"method='collapsed' with {size} random plus fixed effects (collapsed limit {COLLAPSED_LIMIT}): "
+            f"{_dense_cost(size)}; expect slow sampling, or use method='full' with the rows in a pandas DataFrame",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
+def _refuse_without_rows(method: str, size: int) -> None:
+    """A statistics-only design (Dask input) cannot feed the non-centred model."""
+    if method == "full":
+        raise DataError(
+            "method='full' needs the rows, but a Dask DataFrame is reduced to sufficient statistics: pass a "
+            "pandas DataFrame (ddf.compute(), or a sample of its rows), or use method='collapsed'"
+        )
+    if size > COLLAPSED_LIMIT:
+        raise DataError(
+            f"this model has {size} random plus fixed effects, more than the collapsed limit of {COLLAPSED_LIMIT}, "
+            "so method='auto' would sample the non-centred model, which needs the rows; a Dask DataFrame is "
+            "reduced to sufficient statistics. Pass a pandas DataFrame (ddf.compute(), or a sample of its rows), "
+            f"or pass method='collapsed' to accept the dense cost: {_dense_cost(size)}"
+        )
+
 
 SAMPLERS = ("nutpie", "pymc", "numpyro")
 NUTS_OPTIONS: dict[str, dict] = {"nutpie": {"adaptation": "low_rank"}}
@@ -86,6 +133,47 @@ def resolve_sampler(sampler: str) -> str:
     return sampler
 
 
+def check_sampling_args(draws, tune, chains, seed, target_accept, sampler: str = "nutpie") -> None:
+    """Reject sampler settings outside their range, naming the argument, its value and the range.
+
+    Parameters
+    ----------
+    draws, tune, chains, seed, target_accept :
+        As for :func:`sample`: ``draws >= 1``, ``tune >= 1`` with nutpie (whose adaptation
+        fails without warm-up) and ``>= 0`` otherwise, ``chains >= 1``, ``seed`` None or a
+        whole number in ``[0, 2**63 - 2]``, ``0 < target_accept < 1``. Booleans are not numbers here.
+    sampler : str
+        The sampler that will run.
+
+    Raises
+    ------
+    ValueError
+
+    Examples
+    --------
+    >>> check_sampling_args(1000, 1000, 4, 1, 0.8)
+    >>> check_sampling_args(0, 1000, 4, 1, 0.8)
+    Traceback (most recent call last):
+    ...
+    ValueError: draws must be a whole number >= 1 (posterior draws kept per chain), got 0
+    """
+    _check_count("draws", draws, 1, "posterior draws kept per chain")
+    _check_count("tune", tune, 1 if sampler == "nutpie" else 0,
+                 "warm-up draws per chain" + ("; nutpie's adaptation needs at least one" if sampler == "nutpie" else ""))
+    _check_count("chains", chains, 1, "number of chains; 4 lets R-hat compare them")
+    if seed is not None:
+        _check_count("seed", seed, 0, "or None; below 2**63", upper=2**63 - 2)
+    if isinstance(target_accept, bool) or not isinstance(target_accept, numbers.Real) or not 0 < target_accept < 1:
+        raise ValueError(f"target_accept must be a number strictly between 0 and 1 (e.g. 0.8, or 0.95 against "
+                         f"divergences), got {target_accept!r}")
+
+
+def _check_count(name: str, value, minimum: int, what: str, upper: int | None = None) -> None:
+    whole = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if not whole or value < minimum or (upper is not None and value > upper):
+        raise ValueError(f"{name} must be a whole number >= {minimum} ({what}), got {value!r}")
+
+
 def _resolve_priors(priors, design, freq: FreqFit | None) -> PriorSpec:
     if priors is None:
         fit = freq if freq is not None else _quiet_lmer(design)
@@ -99,10 +187,15 @@ def _resolve_priors(priors, design, freq: FreqFit | None) -> PriorSpec:
         return spec
     if isinstance(priors, str) and priors in ("default", "empirical"):
         if priors == "empirical":
-            spec = empirical(freq if freq is not None else _quiet_lmer(design))
+            priors = empirical(freq if freq is not None else _quiet_lmer(design))
         else:
-            spec = default_for_design(design)
-    elif isinstance(priors, (str, Path)):
+            priors = default_for_design(design)
+    return _checked_priors(priors, design)
+
+
+def _checked_priors(priors, design) -> PriorSpec:
+    """A PriorSpec, or one loaded from a prior file, checked against the design (with the same-data warning)."""
+    if isinstance(priors, (str, Path)):
         spec = prior_io.load(priors)
     elif isinstance(priors, PriorSpec):
         spec = priors
@@ -114,8 +207,14 @@ def _resolve_priors(priors, design, freq: FreqFit | None) -> PriorSpec:
 
 
 def _quiet_lmer(design) -> FreqFit:
+    """The lmer fit to elicit empirical priors from, without lmer's own boundary and convergence warnings.
+
+    The empirical rule handles boundary fits, and :func:`~bayesmlm.priors.empirical` warns itself,
+    outside this block, when the fit did not converge; other warnings pass.
+    """
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # boundary fits are handled by the empirical rule
+        warnings.simplefilter("ignore", SingularFitWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
         return fit_design(design)
 
 
@@ -133,12 +232,20 @@ def collapsed_model(design, priors: PriorSpec, sampler: str = "nutpie") -> tuple
     return model, plan, f"PyTensor density ({why_not})"
 
 
-def _nutpie_sample(compiled, *, draws, tune, chains, cores, seed, progressbar, target_accept) -> xr.DataTree:
+NONCENTRED_NUTS_OPTIONS: dict = {}
+"""nutpie's options for the compiled non-centred density: its default diagonal mass matrix. The low-rank
+one, better for the collapsed density, diverged on a crossed Poisson model (94 divergences, min ESS 53 of
+2,000 draws, against none and 360 with the diagonal one)."""
+
+
+def _nutpie_sample(compiled, *, draws, tune, chains, cores, seed, progressbar, target_accept,
+                   options: dict | None = None) -> xr.DataTree:
     import nutpie
 
+    options = NUTS_OPTIONS["nutpie"] if options is None else options
     with one_blas_thread():  # nutpie's threads have small stacks: see one_blas_thread
         idata = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, cores=cores, seed=seed,
-                              progress_bar=progressbar, target_accept=target_accept, **NUTS_OPTIONS["nutpie"])
+                              progress_bar=progressbar, target_accept=target_accept, **options)
     return xr.DataTree.from_dict({"posterior": idata["posterior"].to_dataset(),
                                   "sample_stats": idata["sample_stats"].to_dataset()})
 
@@ -155,6 +262,9 @@ def _run_nuts(model, sampler: str, method: str, *, draws, tune, chains, seed, pr
     """
     cores = min(chains, os.cpu_count() or 1)
     with quiet_blas_warning():
+        if isinstance(model, NativeNonCentred):
+            return _nutpie_sample(model.for_nutpie(), draws=draws, tune=tune, chains=chains, cores=cores, seed=seed,
+                                  progressbar=progressbar, target_accept=target_accept, options=NONCENTRED_NUTS_OPTIONS)
         if sampler == "nutpie" and method == "collapsed":
             compiled = model.for_nutpie() if isinstance(model, NativeCollapsed) else compile_for_nutpie(model)
             return _nutpie_sample(compiled, draws=draws, tune=tune, chains=chains, cores=cores, seed=seed,
@@ -189,6 +299,11 @@ def sample(
     log_likelihood: bool | None = None,
     na_action: NaAction = "error",
     freq: FreqFit | None = None,
+    family: str | None = None,
+    link: str | None = None,
+    trials=None,
+    weights=None,
+    offset=None,
 ) -> BayesFit:
     """Fit the Bayesian hierarchical model of an lme4 formula by NUTS.
 
@@ -198,19 +313,21 @@ def sample(
         lme4 formula (see :func:`bayesmlm.lmer`).
     data : pandas.DataFrame or dask.dataframe.DataFrame
         A Dask DataFrame is reduced partition by partition to sufficient
-        statistics and sampled collapsed; the pointwise log-likelihood then
-        needs the rows and is not stored.
+        statistics and sampled collapsed (a model with more than
+        ``COLLAPSED_LIMIT`` effects then needs ``method="collapsed"``); the
+        pointwise log-likelihood needs the rows and is not stored.
     priors : PriorSpec, path, "default", "empirical" or None
         None (the default) derives empirical priors from an lmer fit of the
         same formula and data and says so in one line; a path loads a TOML
         prior file; "default" uses the data-scaled rules.
     draws, tune, chains : int
-        Draws kept per chain, warm-up draws per chain, number of chains.
+        Draws kept per chain (>= 1), warm-up draws per chain (>= 1 for nutpie,
+        >= 0 otherwise), number of chains (>= 1; R-hat needs 2).
     seed : int, optional
-        Makes the run reproducible.
+        Non-negative; makes the run reproducible.
     sampler : {"nutpie", "pymc", "numpyro"}
     target_accept : float
-        NUTS target acceptance; raise it (0.95, 0.99) when there are divergences.
+        NUTS target acceptance, between 0 and 1; raise it (0.95, 0.99) when there are divergences.
     progressbar : bool
     method : {"auto", "collapsed", "full"}
         ``collapsed`` integrates the group and (under normal priors) fixed
@@ -218,22 +335,42 @@ def sample(
         parameters only, then draws the effects exactly for every draw; its
         cost per step does not depend on the number of rows. ``full`` samples
         the non-centred model. ``auto`` (default) is ``collapsed`` for models
-        with at most ``COLLAPSED_LIMIT`` random plus fixed effects.
+        with at most ``COLLAPSED_LIMIT`` random plus fixed effects (see
+        :func:`resolve_method`; an explicit ``collapsed`` beyond it warns).
     log_likelihood : bool, optional
         Store the pointwise log-likelihood (for LOO); by default only while it
         stays below ``LOGLIK_MAX_VALUES`` values (draws x rows).
     na_action : {"error", "drop"}
-    freq : FreqFit, optional
-        An lmer fit of the same model to reuse for empirical priors.
+    freq : FreqFit or GlmerFit, optional
+        An lmer (glmer, for a family) fit of the same model to reuse for empirical priors.
+    family : str, optional
+        ``"gaussian"`` (default), ``"student"`` (``nu``), ``"lognormal"``, ``"gamma"``
+        (``shape``; log link), ``"bernoulli"``, ``"binomial"`` (``cbind(s, f)`` response or
+        ``trials=``), ``"poisson"``, ``"negbinomial"`` (``phi``); canonical links. These are
+        sampled non-centred by a compiled density (or the PyMC model for ``sampler="pymc"``
+        / ``"numpyro"``); ``method="collapsed"`` is for gaussian models only.
+    link : str, optional
+        Another link of the family (e.g. ``"probit"``).
+    trials, weights, offset :
+        As for :func:`bayesmlm.glmer` (``trials``: binomial trials, a column or values, the
+        response then being the successes); weights multiply each row's log-likelihood.
 
     Returns
     -------
     BayesFit
 
+    Raises
+    ------
+    ValueError
+        A sampler setting out of range; a Dask DataFrame with a model beyond
+        ``COLLAPSED_LIMIT`` under ``method="auto"`` or with ``method="full"``.
+
     Warns
     -----
     EmpiricalPriorNote
         Priors were derived from the data being fitted.
+    ConvergenceWarning
+        Empirical priors come from an lmer fit that did not converge.
     SamplingWarning
         Divergences, R-hat above 1.01 or too small an effective sample size,
         with what to do.
@@ -248,15 +385,30 @@ def sample(
     ('collapsed', (2, 4))
     >>> bool(abs(post.fixef().loc["Days", "mean"] - 10.5) < 1.5)
     True
+
+    A binomial model (the compiled non-centred density):
+
+    >>> herds = bm.sample("cbind(incidence, size - incidence) ~ period + (1 | herd)", bm.datasets.load("cbpp"),
+    ...                   family="binomial", priors="default", draws=500, chains=2, seed=1, progressbar=False)
+    >>> herds.fixef().loc["period2", "mean"].round(1), herds.family.name
+    (np.float64(-1.0), 'binomial')
     """
     sampler = resolve_sampler(sampler)
+    check_sampling_args(draws, tune, chains, seed, target_accept, sampler)
+    if _is_family_model(family, link, trials, weights, offset):
+        return _sample_family(formula, data, priors, family=family, link=link, trials=trials, weights=weights,
+                              offset=offset, draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler,
+                              target_accept=target_accept, progressbar=progressbar, method=method,
+                              log_likelihood=log_likelihood, na_action=na_action, freq=freq)
     design = make_design(formula, data, na_action=na_action)
-    spec = _resolve_priors(priors, design, freq)
     method, method_note = resolve_method(method, design)
+    spec = _resolve_priors(priors, design, freq)
     if method == "collapsed":
         model, plan, density_note = collapsed_model(design, spec, sampler)
         method_note += f"; {density_note}"
     else:
+        # Gaussian models beyond the collapsed limit keep the PyMC model here; NativeNonCentred covers
+        # them too (tests/test_noncentred.py) and is one switch away.
         model = build_model(design, spec)
     idata = _run_nuts(model, sampler, method, draws=draws, tune=tune, chains=chains, seed=seed,
                       progressbar=progressbar, target_accept=target_accept)
@@ -275,3 +427,94 @@ def sample(
     diagnostics = diagnose(idata, names)
     warn_on_problems(diagnostics)
     return BayesFit(idata, design, spec, diagnostics, sampler, method, method_note)
+
+
+def _is_family_model(family, link, trials, weights, offset) -> bool:
+    """Whether a model leaves the gaussian path (collapsed sampler, lmer priors)."""
+    if family is None or (isinstance(family, str) and family.strip().lower() == "gaussian"):
+        if link not in (None, "identity") or trials is not None:
+            raise ValueError("link= other than identity and trials= need a non-gaussian family=")
+        return weights is not None or offset is not None
+    return True
+
+
+def _family_priors(priors, design, freq) -> PriorSpec:
+    """Priors of a family model: as for gaussian models, with glmer in place of lmer."""
+    from ..priors.rules import empirical_glmm
+
+    if priors is None or (isinstance(priors, str) and priors == "empirical"):
+        fit = freq if freq is not None else _quiet_glmer(design)
+        if fit is None:
+            if priors == "empirical":
+                raise ValueError(f"priors='empirical' needs a glmer fit, and glmer does not fit the {design.family.name} "
+                                 "family: use priors='default' or a prior file")
+            spec = default_for_design(design)
+            warnings.warn(f"no priors given: using the default priors (bm.priors.default) for the {design.family.name} "
+                          "family", EmpiricalPriorNote, stacklevel=3)
+            return spec
+        spec = empirical_glmm(fit)
+        if priors is None:
+            warnings.warn(
+                "no priors given: using empirical priors from a glmer fit of the same formula and data "
+                "(bm.priors.empirical); this uses the data twice, see its docstring for the honest alternative",
+                EmpiricalPriorNote, stacklevel=3)
+        spec.check(design)
+        return spec
+    if isinstance(priors, str) and priors == "default":
+        priors = default_for_design(design)
+    return _checked_priors(priors, design)
+
+
+def _quiet_glmer(design):
+    """A glmer fit of a family design for empirical priors, or None for families glmer does not fit."""
+    from ..freq.glmer import BAYES_ONLY, _Parts, glmer
+
+    fam = design.family
+    if fam.name in BAYES_ONLY or fam.name == "gaussian":  # glmer hands gaussian to lmer, without weights/offsets
+        return None
+    weights = design.glm.trials if fam.name == "binomial" else design.glm.weights
+    frame = design.data.copy()
+    frame["bm_weights_"] = weights
+    frame["bm_offset_"] = design.glm.offset
+    internal = _Parts(design.formula.text).design_formula  # RESPONSE ~ fixed + random, offsets dropped
+    family = "negbinomial" if fam.name == "negative_binomial" else fam.name
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return glmer(internal, frame, family=family, link=fam.link.name,
+                     weights="bm_weights_", offset="bm_offset_")
+
+
+def _sample_family(formula, data, priors, *, family, link, trials, weights, offset, draws, tune, chains, seed,
+                   sampler, target_accept, progressbar, method, log_likelihood, na_action, freq) -> BayesFit:
+    """``bm.sample`` for a response family: the compiled non-centred density (or the PyMC model)."""
+    from ..family_design import family_design
+
+    if method == "collapsed":
+        raise ValueError("method='collapsed' integrates gaussian effects out and is for gaussian models only; "
+                         "use method='auto' or 'full' for this family")
+    if method not in ("auto", "full"):
+        raise ValueError(f"method must be 'auto', 'collapsed' or 'full', got {method!r}")
+    design = family_design(formula, data, family or "gaussian", link=link, trials=trials, weights=weights,
+                           offset=offset, na_action=na_action)
+    spec = _family_priors(priors, design, freq)
+    fam = design.family
+    why_not = noncentred_supports(design, spec) if sampler == "nutpie" else f"sampler {sampler!r}"
+    if why_not is None:
+        model = NativeNonCentred.from_design(design, spec)
+        note = f"full non-centred model ({fam.name}, {fam.link.name} link); compiled density (Numba, cached on disk)"
+    else:
+        model = build_model(design, spec)
+        note = f"full non-centred model ({fam.name}, {fam.link.name} link); PyMC model ({why_not})"
+    idata = _run_nuts(model, sampler, "full", draws=draws, tune=tune, chains=chains, seed=seed,
+                      progressbar=progressbar, target_accept=target_accept)
+    observed = design.glm.successes if fam.name == "binomial" else design.glm.y
+    idata["observed_data"] = xr.DataTree(xr.Dataset({"y": (("obs",), observed)}))
+    if log_likelihood is None:
+        log_likelihood = draws * chains * design.n <= LOGLIK_MAX_VALUES
+    if log_likelihood:
+        idata["log_likelihood"] = xr.DataTree(pointwise_loglik(idata["posterior"].dataset, design))
+    names = ["beta", *fam.aux_params] + [v for b in design.blocks for v in (f"sd[{b.factor}]", f"r[{b.factor}]")]
+    names += [v for v in idata["posterior"].data_vars if v.startswith("cor[")]
+    diagnostics = diagnose(idata, names)
+    warn_on_problems(diagnostics)
+    return BayesFit(idata, design, spec, diagnostics, sampler, "full", note)

@@ -2,5 +2,6 @@
 
 from .lmer import fit_design, lmer
 from .result import FreqFit
+from .glmer import GlmerFit, glmer
 
-__all__ = ["lmer", "fit_design", "FreqFit"]
+__all__ = ["lmer", "fit_design", "FreqFit", "glmer", "GlmerFit"]

@@ -17,28 +17,19 @@ import pandas as pd
 
 from ..design import Design, build_design
 from ..distributed import design_from_dask, is_dask_frame
-from ..errors import ConvergenceWarning, EngineError, SingularFitWarning
+from ..errors import ConvergenceWarning, EngineWarning, SingularFitWarning
 from ..frame import NaAction
 from .estimates import FitEstimates
 from .pls_engine import fit_pls
 from .result import FreqFit
-from .statsmodels_engine import fit_statsmodels, near_boundary, statsmodels_plan
+from .statsmodels_engine import fit_statsmodels, near_boundary
 
-__all__ = ["lmer", "fit_design", "make_design"]
+__all__ = ["lmer", "fit_design", "make_design", "LOGLIK_TOLERANCE"]
 
 Engine = Literal["auto", "pls", "statsmodels"]
 
-
-def _choose(design: Design) -> tuple[str, str]:
-    if not design.rows_held:
-        return "pls", "auto chose lme4's PLS algorithm: it works from the sufficient statistics of the Dask DataFrame"
-    try:
-        plan = statsmodels_plan(design)
-    except EngineError as exc:
-        return "pls", f"auto chose lme4's PLS algorithm: {exc}".replace("; use engine='pls'", "")
-    if plan.kind == "crossed":
-        return "pls", "auto chose lme4's PLS algorithm: crossed factors would need dense n x levels matrices in MixedLM"
-    return "statsmodels", f"auto chose statsmodels MixedLM ({plan.kind} grouping maps onto it exactly)"
+LOGLIK_TOLERANCE = 1e-3
+"""A log-likelihood this much below PLS's (the precision lme4 reports) marks a worse optimum."""
 
 
 def make_design(formula: str, data, na_action: NaAction = "error") -> Design:
@@ -48,38 +39,36 @@ def make_design(formula: str, data, na_action: NaAction = "error") -> Design:
     return build_design(formula, data, na_action=na_action)
 
 
-def fit_design(design: Design, reml: bool = True, engine: Engine = "auto") -> FreqFit:
-    """Fit an already built :class:`~bayesmlm.design.Design` (see :func:`lmer`)."""
-    if engine not in ("auto", "pls", "statsmodels"):
-        raise ValueError(f"engine must be 'auto', 'pls' or 'statsmodels', got {engine!r}")
-    note = None
-    chosen = engine
-    if engine == "auto":
-        chosen, note = _choose(design)
-    estimates: FitEstimates
-    if chosen == "statsmodels":
-        try:
-            estimates = fit_statsmodels(design, reml=reml)
-        except EngineError as exc:
-            if engine != "auto":
-                raise
-            chosen, note = "pls", f"{exc}; auto refitted with lme4's PLS algorithm".replace("; use engine='pls'", "")
-    if chosen == "statsmodels":
-        fit = FreqFit(design, estimates, reml, "statsmodels", note)
-        boundary = near_boundary(estimates, design)
-        if engine == "auto" and (boundary or not fit.converged):
-            why = "a fit at or near the boundary" if boundary else "no convergence"
-            note = f"statsmodels MixedLM gave {why}; refitted with lme4's PLS algorithm, which finds boundary optima"
-            chosen = "pls"
-        elif boundary and not fit.singular:
-            warnings.warn(
-                "statsmodels MixedLM ended near the boundary of the variance parameters, where it is known to "
-                "stop short of the optimum (it reports a small SD where lme4 finds 0); refit with engine='pls'",
-                SingularFitWarning,
-                stacklevel=3,
-            )
-    if chosen == "pls":
-        fit = FreqFit(design, fit_pls(design, reml=reml), reml, "pls", note)
+def _gap_message(mixedlm: FreqFit, pls: FreqFit) -> str:
+    kind = "REML logLik" if mixedlm.reml else "logLik"
+    boundary = pls.singular_components()
+    where = f" on the boundary ({'; '.join(boundary)})" if boundary and not mixedlm.singular else ""
+    return (
+        f"statsmodels MixedLM stopped at {kind} {mixedlm.loglik:.4f}, but lme4's PLS algorithm finds "
+        f"{pls.loglik:.4f}{where} for the same model and data ({pls.loglik - mixedlm.loglik:.4f} higher): "
+        "MixedLM's estimates are not the optimum and differ from lme4's; use engine='pls' (the default)"
+    )
+
+
+def _fit_statsmodels_checked(design: Design, reml: bool) -> FreqFit:
+    """MixedLM's fit, checked against the PLS optimum of the same model (cheap: statistics only)."""
+    estimates: FitEstimates = fit_statsmodels(design, reml=reml)
+    fit = FreqFit(design, estimates, reml, "statsmodels")
+    if near_boundary(estimates, design) and not fit.singular:
+        warnings.warn(
+            "statsmodels MixedLM ended near the boundary of the variance parameters, where it is known to "
+            "stop short of the optimum (it reports a small SD where lme4 finds 0); refit with engine='pls'",
+            SingularFitWarning,
+            stacklevel=4,
+        )
+    pls = FreqFit(design, fit_pls(design, reml=reml), reml, "pls")
+    if pls.loglik - fit.loglik > LOGLIK_TOLERANCE:
+        fit.engine_note = _gap_message(fit, pls)
+        warnings.warn(fit.engine_note, EngineWarning, stacklevel=4)
+    return fit
+
+
+def _warn_boundary_and_convergence(fit: FreqFit) -> None:
     if fit.singular:
         warnings.warn(
             "boundary (singular) fit: "
@@ -87,14 +76,33 @@ def fit_design(design: Design, reml: bool = True, engine: Engine = "auto") -> Fr
             + ". The data do not support this random-effects structure: simplify it (drop the "
             "component or the correlation), or fit it with a Bayesian model whose priors keep SDs off zero.",
             SingularFitWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
     if not fit.converged:
         warnings.warn(
             "; ".join(fit.estimates.messages or ["the optimiser did not converge"]),
             ConvergenceWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
+
+
+def fit_design(design: Design, reml: bool = True, engine: Engine = "auto") -> FreqFit:
+    """Fit an already built :class:`~bayesmlm.design.Design` (see :func:`lmer`).
+
+    Examples
+    --------
+    >>> import bayesmlm as bm
+    >>> design = make_design("Yield ~ 1 + (1 | Batch)", bm.datasets.load("dyestuff"))
+    >>> fit_design(design).engine
+    'pls'
+    """
+    if engine not in ("auto", "pls", "statsmodels"):
+        raise ValueError(f"engine must be 'auto', 'pls' or 'statsmodels', got {engine!r}")
+    if engine == "statsmodels":
+        fit = _fit_statsmodels_checked(design, reml)
+    else:
+        fit = FreqFit(design, fit_pls(design, reml=reml), reml, "pls")
+    _warn_boundary_and_convergence(fit)
     return fit
 
 
@@ -121,11 +129,12 @@ def lmer(
     reml : bool, default True
         REML (lme4's default) or maximum likelihood.
     engine : {"auto", "pls", "statsmodels"}
-        ``"pls"`` is lme4's profiled-deviance algorithm (any model);
-        ``"statsmodels"`` is MixedLM (only where it expresses the model
-        exactly, else :class:`~bayesmlm.errors.EngineError`); ``"auto"`` picks
-        MixedLM for one factor or nested factors and PLS otherwise, and
-        refits with PLS when MixedLM ends on the boundary.
+        ``"auto"`` and ``"pls"`` are lme4's profiled-deviance algorithm (any
+        model; it reaches lme4's optimum, boundary optima included, and is the
+        faster engine on every model both can fit). ``"statsmodels"`` is
+        MixedLM (only where it expresses the model exactly, else
+        :class:`~bayesmlm.errors.EngineError`); its optimum is checked against
+        PLS's and :class:`~bayesmlm.errors.EngineWarning` says when it is lower.
     na_action : {"error", "drop"}
         Missing values in used columns raise (default) or drop rows with a warning.
 
@@ -139,6 +148,8 @@ def lmer(
         A variance component is ~0 or a correlation is +-1.
     ConvergenceWarning
         The optimiser did not meet its convergence checks.
+    EngineWarning
+        ``engine="statsmodels"`` stopped below the PLS optimum (both logLiks given).
 
     Examples
     --------

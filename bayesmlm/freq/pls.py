@@ -10,13 +10,18 @@ the system
 
 is factored by a blocked Cholesky decomposition. Following MixedModels.jl, the
 first random-effects block (the factor with most levels) has a block-diagonal
-cross-product, so its factor is a batch of small Cholesky factors; only the
-Schur complement of everything else is dense. Small models (``q`` up to
-``DENSE_LIMIT``) skip the split and factor one dense matrix, which avoids
-sparse-matrix overhead where it would dominate. The penalized residual sum of
-squares is the square of the last diagonal entry of the factor, and the
-profiled ML or REML criterion follows in closed form. Only the sufficient
-statistics enter, so the cost of one evaluation does not depend on ``n``.
+cross-product, so its factor is a batch of small Cholesky factors, computed
+level by level in closed form; only the Schur complement of everything else
+(the "rest system": the other factors, X and y) is factored as a whole. It is
+kept dense, or, when its pattern is sparse enough to pay (a factor nested in
+another, say), as a sparse factor whose fill-reducing order and pattern are
+found once. Small models (``q`` up to ``DENSE_LIMIT``) skip the split and
+factor one matrix. The layout is built once; an evaluation fills preallocated
+buffers with compiled kernels (:mod:`bayesmlm.freq._plskernels`) and calls
+LAPACK once, so it allocates nothing of the model's size. The penalized
+residual sum of squares is the square of the last diagonal entry of the
+factor, and the profiled ML or REML criterion follows in closed form. Only the
+sufficient statistics enter, so the cost of one evaluation does not depend on ``n``.
 
 Examples
 --------
@@ -30,22 +35,41 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
-import scipy.linalg as la
 import scipy.sparse as sp
+from scipy.linalg import blas, lapack
 
 from ..design import Design
 from ..stats import SufficientStats
+from . import _plskernels as kern
+from .optimize import LME4_BOBYQA_SETTINGS
 from .theta import ThetaLayout
 
 __all__ = ["ProfiledDeviance", "PLSSolution", "DENSE_LIMIT"]
 
-DENSE_LIMIT = 400
-"""Models with at most this many random effects are factored as one dense matrix."""
+DENSE_LIMIT = 150
+"""Models with at most this many random effects are factored as one matrix (no split)."""
+
+SPARSE_ADVANTAGE = 30.0
+"""Weight of a flop of the scalar sparse kernel against one of LAPACK's blocked dense Cholesky,
+in the cost model that splits the rest system into a sparse head and a dense tail."""
+
+SPARSE_HEAD = True
+"""Look for a sparse head of the rest system (False: always factor it dense)."""
+
+SMALL_TAIL = 64
+"""Dense tails up to this size (and no BLAS ``syrk``) are factored inside one compiled call."""
+
+ONE_THREAD_LIMIT = 2500
+"""Dense rest systems up to this size are factored with one BLAS thread (see :meth:`ProfiledDeviance.blas_threads`)."""
 
 _LOG_2PI = np.log(2.0 * np.pi)
+_MAX_ORDER_LEVELS = 8000  # levels of the rest system up to which a sparse order is sought
 
 
 @dataclass(frozen=True)
@@ -84,19 +108,23 @@ class PLSSolution:
 
     @property
     def vcov(self) -> np.ndarray:
-        RXinv = la.solve_triangular(self.RX, np.eye(self.RX.shape[0]), lower=True)
+        RXinv = kern.lower_inverse(_f64(self.RX))
         return self.sigma**2 * (RXinv.T @ RXinv)
 
 
-def _block_diag_sparse(blocks: np.ndarray) -> sp.csr_matrix:
-    """Sparse block-diagonal matrix from an (l, p, p) stack of blocks."""
-    l, p, _ = blocks.shape
-    return sp.bsr_matrix((blocks, np.arange(l), np.arange(l + 1)), shape=(l * p, l * p)).tocsr()
+@functools.cache
+def _controller():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
 
 
-def _lambda_sparse(T: np.ndarray, n_levels: int) -> sp.csr_matrix:
-    """kron(I_levels, T) without Python loops."""
-    return _block_diag_sparse(np.broadcast_to(T, (n_levels, *T.shape)).copy())
+def _i64(a) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.int64)
+
+
+def _f64(a) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.float64)
 
 
 class ProfiledDeviance:
@@ -113,7 +141,54 @@ class ProfiledDeviance:
     levels : sequence of int
         Number of levels of each block.
     reml : bool
+
+    Attributes
+    ----------
+    split_first : bool
+        The first factor is eliminated level by level (models above ``DENSE_LIMIT``).
+    m : int
+        Size of the rest system (random effects after the first factor, X and y).
+    n_head : int
+        Rows of the rest system eliminated sparse, in a fill-reducing order, before
+        its dense tail (0: all dense). Pays where the other factors are nearly
+        nested (teachers within schools, say), so that most of the rest system
+        stays sparse.
+    sparse_rest : bool
+        ``n_head > 0``.
+
+    Examples
+    --------
+    Students seen three years running, a teacher each year, teachers within schools,
+    a few students changing school: the teachers are eliminated sparse.
+
+    >>> import numpy as np, pandas as pd
+    >>> from bayesmlm.design import build_design
+    >>> rng = np.random.default_rng(1)
+    >>> n = 1500; sid = np.repeat(np.arange(n), 3); x = np.tile([0.0, 1.0, 2.0], n)
+    >>> school = rng.integers(0, 15, n)[sid]
+    >>> school = np.where((x == 2) & (rng.random(3 * n) < 0.1), rng.integers(0, 15, 3 * n), school)
+    >>> teacher = school + 15 * rng.integers(0, 13, 3 * n)
+    >>> y = rng.normal(0, 1, n)[sid] + rng.normal(0, 0.5, 195)[teacher] + rng.normal(size=3 * n) + x
+    >>> df = pd.DataFrame({"y": y, "x": x, "id": sid, "teacher": teacher, "school": school})
+    >>> d = build_design("y ~ x + (x | id) + (1 | teacher) + (1 | school)", df)
+    >>> sparse = ProfiledDeviance.from_design(d)
+    >>> import bayesmlm.freq.pls as pls
+    >>> pls.SPARSE_HEAD = False; dense = ProfiledDeviance.from_design(d); pls.SPARSE_HEAD = True
+    >>> sparse.n_head > 0, dense.n_head
+    (True, 0)
+    >>> theta = np.array([1.0, 0.1, 0.5, 0.6, 0.4])
+    >>> bool(np.isclose(sparse(theta), dense(theta), rtol=1e-12, atol=0))
+    True
+    >>> a, b = sparse.solve(theta), dense.solve(theta)
+    >>> bool(np.allclose(a.b, b.b, rtol=1e-9, atol=1e-12) and np.allclose(a.beta, b.beta, rtol=1e-12))
+    True
     """
+
+    bobyqa_settings = LME4_BOBYQA_SETTINGS
+    """BOBYQA's settings for this deviance (:func:`~bayesmlm.freq.optimize.optimize_theta`): lme4's."""
+
+    newton_polish = True
+    """End the optimisation's convergence check with a Newton step (:func:`~bayesmlm.freq.optimize.optimize_theta`)."""
 
     def __init__(self, stats: SufficientStats, layout: ThetaLayout, levels: list[int], reml: bool = True):
         self.layout = layout
@@ -121,52 +196,18 @@ class ProfiledDeviance:
         self.levels = list(levels)
         self.n = stats.n
         self.p = stats.XtX.shape[0]
+        self._stats = stats
         sizes = layout.sizes
         q = stats.ZtZ.shape[0]
-        # the first block is split off (block-diagonal batch) only when the model is large
         self.split_first = q > DENSE_LIMIT
         self.q1 = levels[0] * sizes[0] if self.split_first else 0
         self.q_rest = q - self.q1
-        p1 = sizes[0] if self.split_first else 1
+        self.m = self.q_rest + self.p + 1
         first = 1 if self.split_first else 0
         self._rest_blocks = list(range(first, len(levels)))
-
-        ZtZ = stats.ZtZ.tocsc()
-        top = ZtZ[: self.q1, : self.q1].tocoo()
-        # the first block's cross-product is block diagonal: keep its (l, p1, p1) blocks
-        self.A11 = np.zeros((levels[0] if self.split_first else 0, p1, p1))
-        lev = top.row // p1
-        if np.any(top.col // p1 != lev):
-            raise AssertionError("first random-effects block is not block diagonal")
-        np.add.at(self.A11, (lev, top.row % p1, top.col % p1), top.data)
-
-        # rows of [Z_rest X y]' [Z_1]: sparse random part, dense fixed and response rows
-        Zrest_Z1 = ZtZ[self.q1 :, : self.q1]
-        self.A21 = sp.vstack(
-            [Zrest_Z1, sp.csr_matrix(stats.ZtX[: self.q1].T), sp.csr_matrix(stats.Zty[: self.q1][None, :])],
-            format="csr",
-        )
-        # dense [Z_rest X y]'[Z_rest X y]
-        m = self.q_rest + self.p + 1
-        A22 = np.empty((m, m))
-        r, pe = self.q_rest, self.q_rest + self.p
-        A22[:r, :r] = ZtZ[self.q1 :, self.q1 :].toarray()
-        A22[:r, r:pe] = stats.ZtX[self.q1 :]
-        A22[:r, pe] = stats.Zty[self.q1 :]
-        A22[r:pe, r:pe] = stats.XtX
-        A22[r:pe, pe] = stats.Xty
-        A22[pe, pe] = stats.yty
-        self.A22 = np.triu(A22) + np.triu(A22, 1).T
-        self._penalty = np.concatenate([np.ones(r), np.zeros(self.p + 1)])
-        if not self.split_first:
-            self._scatter = self._lambda_scatter()
-
-    def _lambda_scatter(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Positions in the dense Lambda of every theta entry (rows, cols, theta index)."""
-        rows, cols, entry = self.layout.lambda_positions(self.levels, self._rest_blocks)
-        theta_offsets = self.layout.offsets
-        index = np.concatenate([e + theta_offsets[k] for k, e in zip(self._rest_blocks, entry)])
-        return rows, cols, index
+        self._penalty = np.concatenate([np.ones(self.q_rest), np.zeros(self.p + 1)])
+        self.initial_step: np.ndarray | None = None  # BOBYQA's first steps, when a start suggests them
+        self._build(stats)
 
     @classmethod
     def from_design(cls, design: Design, reml: bool = True, stats: SufficientStats | None = None) -> "ProfiledDeviance":
@@ -174,83 +215,460 @@ class ProfiledDeviance:
         stats = stats or design.sufficient_stats()
         return cls(stats, ThetaLayout.from_design(design), [b.n_levels for b in design.blocks], reml)
 
-    # -- factorization -----------------------------------------------------------------
-    def _factor(self, theta: np.ndarray):
-        theta = np.asarray(theta, dtype=float)
-        templates = self.layout.templates(theta)
-        if not self.split_first:
-            rows, cols, index = self._scatter
-            lam = np.eye(self.A22.shape[0])
-            lam[: self.q_rest, : self.q_rest] = 0.0
-            lam[rows, cols] = theta[index]
-            S = lam.T @ self.A22 @ lam
-            S[np.diag_indices_from(S)] += self._penalty
-            L22 = np.linalg.cholesky(S)  # numpy, not scipy: one BLAS library in the loop
-            return templates, self.A11, self.A11, None, L22
-        T1 = templates[0]
-        B = np.einsum("ji,ljk,kh->lih", T1, self.A11, T1)  # T1' A11_l T1
-        B += np.eye(T1.shape[0])
-        L11 = np.linalg.cholesky(B)
-        L11inv = np.linalg.inv(L11)
-        lam_rest = sp.block_diag(
-            [_lambda_sparse(templates[k], self.levels[k]) for k in self._rest_blocks] + [sp.identity(self.p + 1)],
-            format="csr",
-        )
-        lam1 = _lambda_sparse(T1, self.levels[0])
-        # W = Lrest' A21 Lambda1 L11^{-T}
-        W = (lam_rest.T @ (self.A21 @ (lam1 @ _block_diag_sparse(np.transpose(L11inv, (0, 2, 1)))))).tocsr()
-        if all(templates[k].shape == (1, 1) for k in self._rest_blocks):  # diagonal Lambda: scale rows, columns
-            scale = lam_rest.diagonal()
-            M22 = self.A22 * scale[:, None] * scale[None, :]
-        else:
-            M22 = (lam_rest.T @ (lam_rest.T @ self.A22).T).T
-        S = np.asarray(M22) - (W @ W.T).toarray()
-        S[np.diag_indices_from(S)] += self._penalty
-        L22 = np.linalg.cholesky(S)  # numpy, not scipy: one BLAS library in the loop
-        return templates, L11, L11inv, W, L22
+    # -- layout, once --------------------------------------------------------------------
+    def _build(self, stats: SufficientStats) -> None:
+        layout, levels = self.layout, self.levels
+        sizes = layout.sizes
+        p, q1, q_rest, m = self.p, self.q1, self.q_rest, self.m
+        ZtZ = stats.ZtZ.tocsc()
+        # templates: block k's row-major p_k x p_k template at tofs[k] of one flat vector
+        tofs = np.concatenate([[0], np.cumsum([s * s for s in sizes])]).astype(np.int64)
+        self._Tflat = np.zeros(int(tofs[-1]))
+        self._tofs = tofs
+        self._tpos = _i64([tofs[k] + i * sizes[k] + j for k in range(len(sizes)) for (i, j) in layout.free[k]])
 
-    def _criterion(self, L11: np.ndarray, L22: np.ndarray) -> tuple[float, float, float, float]:
-        d22 = np.diag(L22)
+        # first factor: block-diagonal cross-product, (n1, p1, p1)
+        n1 = levels[0] if self.split_first else 0
+        p1 = sizes[0] if self.split_first else 1
+        self._n1, self._p1 = n1, p1
+        self._t1ofs = int(tofs[0])
+        top = ZtZ[:q1, :q1].tocoo()
+        self.A11 = np.zeros((n1, p1, p1))
+        lev = top.row // p1
+        if np.any(top.col // p1 != lev):
+            raise AssertionError("first random-effects block is not block diagonal")
+        np.add.at(self.A11, (lev, top.row % p1, top.col % p1), top.data)
+
+        # rest levels, original order: each factor's levels, then the border (X and y)
+        lvl_size, lvl_tofs, lvl_start = [], [], []
+        start = 0
+        for k in self._rest_blocks:
+            lvl_size.append(np.full(levels[k], sizes[k]))
+            lvl_tofs.append(np.full(levels[k], tofs[k]))
+            lvl_start.append(start + sizes[k] * np.arange(levels[k]))
+            start += sizes[k] * levels[k]
+        lvl_size.append([p + 1])
+        lvl_tofs.append([-1])
+        lvl_start.append([q_rest])
+        lvl_size0, lvl_tofs0, lvl_start0 = (_i64(np.concatenate(a)) for a in (lvl_size, lvl_tofs, lvl_start))
+        nL = len(lvl_size0)
+        border = nL - 1
+        row_lvl0 = _i64(np.repeat(np.arange(nL), lvl_size0))
+        row_c0 = _i64(np.arange(m) - lvl_start0[row_lvl0])
+
+        # nonzero level pairs of A22 (u >= v, original ids), dense blocks
+        rr = ZtZ[q1:, q1:].tocoo()
+        ru, rv = row_lvl0[rr.row], row_lvl0[rr.col]
+        keep = ru >= rv
+        ent_u, ent_v, ent_x = ru[keep], rv[keep], rr.data[keep]
+        ent_a, ent_b = row_c0[rr.row[keep]], row_c0[rr.col[keep]]
+        n_rand = nL - 1
+        diag = np.arange(n_rand)
+        keys = np.unique(np.concatenate([ent_u * nL + ent_v, diag * nL + diag, border * nL + np.arange(nL)]))
+        pr_u0, pr_v0 = keys // nL, keys % nL
+        blk = lvl_size0[pr_u0] * lvl_size0[pr_v0]
+        pr_ofs0 = np.concatenate([[0], np.cumsum(blk)]).astype(np.int64)
+        pr_vals = np.zeros(int(pr_ofs0[-1]))
+        t = np.searchsorted(keys, ent_u * nL + ent_v)
+        pr_vals[pr_ofs0[t] + ent_a * lvl_size0[ent_v] + ent_b] = ent_x
+        # border rows: [X y]' Z_rest, then [X y]'[X y]
+        ZX = np.column_stack([stats.ZtX[q1:], stats.Zty[q1:]]) if q_rest else np.zeros((0, p + 1))
+        bt = np.searchsorted(keys, border * nL + row_lvl0[:q_rest])
+        sv = lvl_size0[row_lvl0[:q_rest]]
+        for i in range(p + 1):
+            pr_vals[pr_ofs0[bt] + i * sv + row_c0[:q_rest]] = ZX[:, i]
+        XyXy = np.empty((p + 1, p + 1))
+        XyXy[:p, :p] = stats.XtX
+        XyXy[:p, p] = XyXy[p, :p] = stats.Xty
+        XyXy[p, p] = stats.yty
+        bb = np.searchsorted(keys, border * nL + border)
+        pr_vals[pr_ofs0[bb] : pr_ofs0[bb + 1]] = XyXy.reshape(-1)
+        self._pairs0 = (pr_u0, pr_v0, pr_ofs0, pr_vals)
+
+        # first-factor rows: per level k, the rest levels it touches (full levels), then the border
+        a21 = ZtZ[q1:, :q1].tocoo()
+        fk, fl = a21.col // p1, row_lvl0[a21.row]
+        kl = np.unique(np.concatenate([fk * nL + fl, np.arange(n1) * nL + border]))
+        self._kl0 = kl
+        self._a21 = (a21, fk, fl)
+
+        # order of the rest levels: a sparse head (minimum degree) when it pays, else dense
+        perm = np.arange(nL)
+        head = None
+        if SPARSE_HEAD and self.split_first and n_rand >= 64:
+            head = self._sparse_head(nL, lvl_size0, kl, pr_u0, pr_v0)
+            if head is not None:
+                order, ptr, nbr = head
+                rest = np.setdiff1d(np.arange(n_rand), order, assume_unique=True)
+                perm = np.concatenate([order, rest, [nL - 1]]).astype(np.int64)
+        self._install(perm, head, lvl_size0, lvl_tofs0, lvl_start0, row_lvl0, row_c0, stats)
+
+    def _sparse_head(self, nL, lvl_size0, kl, pr_u0, pr_v0):
+        """Levels to eliminate sparse (minimum-degree order) before a dense tail, when that pays.
+
+        Returns ``(order, ptr, nbr)``: the head levels in elimination order and their
+        neighbours when eliminated (the pattern of their columns), or None (all dense).
+        """
+        n_rand = nL - 1
+        if n_rand > _MAX_ORDER_LEVELS:
+            return None
+        k_of, l_of = kl // nL, kl % nL
+        lev_lvl_ptr = np.searchsorted(k_of, np.arange(self._n1 + 1)).astype(np.int64)
+        adj = kern.clique_adjacency(n_rand, lev_lvl_ptr, _i64(l_of), _i64(pr_u0), _i64(pr_v0))
+        if adj.sum() > 0.5 * n_rand * n_rand:
+            return None  # dense already: nothing to gain
+        m, bsize = self.m, self.p + 1
+        dense_cost = m**3 / 3.0
+        weight = _i64(lvl_size0[:n_rand])
+        order, ptr, nbr, steps = kern.minimum_degree(adj, weight, 4e8)
+        if steps == 0:
+            return None
+        order, ptr = order[:steps], ptr[: steps + 1]
+        # cost of a head of h levels: its columns' flops (scalar kernel) + the dense tail's
+        own = weight[order].astype(float)
+        below = np.bincount(np.repeat(np.arange(steps), np.diff(ptr)), weights=weight[nbr], minlength=steps) + bsize
+        col_flops = np.zeros(steps)
+        for b in range(int(own.max())):
+            col_flops += np.where(own > b, (own - b + below) ** 2, 0.0)
+        head_cost = np.concatenate([[0.0], np.cumsum(col_flops)]) * SPARSE_ADVANTAGE
+        tail = m - np.concatenate([[0.0], np.cumsum(own)])
+        cost = head_cost + tail**3 / 3.0
+        h = int(np.argmin(cost))
+        if h == 0 or cost[h] > dense_cost / 1.25:
+            return None
+        return order[:h], ptr[: h + 1], nbr[: ptr[h]]
+
+    def _install(self, perm, head, lvl_size0, lvl_tofs0, lvl_start0, row_lvl0, row_c0, stats):
+        """Kernel arrays in the (possibly permuted) rest order."""
+        m, p, q_rest, n1, p1 = self.m, self.p, self.q_rest, self._n1, self._p1
+        nL = len(lvl_size0)
+        inv = np.empty(nL, dtype=np.int64)
+        inv[perm] = np.arange(nL)
+        lvl_size = _i64(lvl_size0[perm])
+        lvl_tofs = _i64(lvl_tofs0[perm])
+        lvl_start = _i64(np.concatenate([[0], np.cumsum(lvl_size)[:-1]]))
+        new_row = _i64(lvl_start[inv[row_lvl0]] + row_c0)  # old scalar row -> new
+        row_lvl = np.empty(m, dtype=np.int64)
+        row_lvl[new_row] = inv[row_lvl0]
+        row_c = np.empty(m, dtype=np.int64)
+        row_c[new_row] = row_c0
+        self._perm, self._new_row = perm, new_row
+        self._lvl = (lvl_size, lvl_tofs, lvl_start)
+        self._row_lvl, self._row_c = row_lvl, row_c
+
+        # level pairs in the new order (u >= v by position), blocks transposed where swapped
+        pr_u0, pr_v0, pr_ofs0, vals0 = self._pairs0
+        U, V = inv[pr_u0], inv[pr_v0]
+        swap = U < V
+        pr_u, pr_v = np.where(swap, V, U), np.where(swap, U, V)
+        pr_vals = vals0.copy()
+        for t in np.flatnonzero(swap):
+            su, sv = lvl_size0[pr_u0[t]], lvl_size0[pr_v0[t]]
+            pr_vals[pr_ofs0[t] : pr_ofs0[t + 1]] = vals0[pr_ofs0[t] : pr_ofs0[t + 1]].reshape(su, sv).T.reshape(-1)
+        del self._pairs0
+        self._pairs = (_i64(pr_u), _i64(pr_v), _i64(pr_ofs0), _f64(pr_vals))
+
+        # first-factor rows in the new order
+        kl = self._kl0
+        a21, fk, fl = self._a21
+        k_of, l_new = kl // nL, inv[kl % nL]
+        order = np.lexsort((l_new, k_of))
+        k_of, l_new = k_of[order], l_new[order]
+        sizes = lvl_size[l_new]
+        pair_row = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        lev_rows = _i64(np.repeat(lvl_start[l_new] - pair_row[:-1], sizes) + np.arange(pair_row[-1]))
+        lev_ptr = _i64(pair_row[np.searchsorted(k_of, np.arange(n1 + 1))])
+        lev_vals = np.zeros((int(pair_row[-1]), p1))
+        key_sorted = k_of * nL + l_new
+        t = np.searchsorted(key_sorted, fk * nL + inv[fl])
+        lev_vals[pair_row[t] + row_c0[a21.row], a21.col % p1] = a21.data
+        if n1:
+            tb = np.searchsorted(key_sorted, np.arange(n1) * nL + (nL - 1))
+            Xy = np.column_stack([stats.ZtX[: self.q1], stats.Zty[: self.q1]]).reshape(n1, p1, p + 1)
+            for i in range(p + 1):
+                lev_vals[pair_row[tb] + i] = Xy[:, :, i]
+        self._first = (lev_ptr, lev_rows, _f64(lev_vals))
+        r = np.diff(lev_ptr)
+        R = int(lev_ptr[-1]) if n1 else 0
+        # per rest row, the first-factor levels touching it (for the row/column-wise update)
+        k_of_row = np.repeat(np.arange(n1), r)
+        inc = np.argsort(lev_rows, kind="stable")
+        self._inc = (
+            _i64(np.concatenate([[0], np.cumsum(np.bincount(lev_rows, minlength=m))])),
+            _i64(k_of_row[inc]),
+            _i64(inc),
+        )
+        self._Wall = np.zeros((R, p1))
+        self._L11 = np.zeros((n1, p1, p1))
+        del self._a21, self._kl0
+        self._colmap = np.zeros(m, dtype=np.int64)
+        self._work = np.zeros(m)
+
+        # the sparse head's pattern: per level, its own lower block, its elimination neighbours, the border
+        cols = []
+        H = 0
+        if head is not None:
+            order_h, ptr, nbr = head
+            for step in range(len(order_h)):
+                s0, sz = lvl_start[step], lvl_size[step]
+                nb_levels = np.sort(inv[nbr[ptr[step] : ptr[step + 1]]])
+                nb_rows = [np.arange(lvl_start[u], lvl_start[u] + lvl_size[u]) for u in nb_levels]
+                below = np.concatenate(nb_rows + [np.arange(q_rest, m)])
+                for b in range(sz):
+                    cols.append(np.concatenate([np.arange(s0 + b, s0 + sz), below]))
+            H = int(lvl_start[len(order_h)])
+        self.n_head = H
+        self.sparse_rest = H > 0
+        T = m - H
+        colptr = _i64(np.concatenate([[0], np.cumsum([len(c) for c in cols])]))
+        rowidx = _i64(np.concatenate(cols)) if cols else np.zeros(0, dtype=np.int64)
+        nnz_h = len(rowidx)
+        self._colptr, self._rowidx, self._nnz_h, self._T = colptr, rowidx, nnz_h, T
+        self._rptr, self._rcol, self._rpos = (_i64(a) for a in kern.row_structure(colptr, rowidx))
+        self._out = np.zeros(nnz_h + T * T)
+        lkeys = np.repeat(np.arange(H), np.diff(colptr)) * m + rowidx
+
+        def positions(keys: np.ndarray) -> np.ndarray:
+            """Positions in ``out`` of entries ``col * m + row`` (-1 stays -1)."""
+            col, row = keys // m, keys % m
+            pos = np.full(len(keys), -1, dtype=np.int64)
+            tail = (keys >= 0) & (col >= H)
+            pos[tail] = nnz_h + (row[tail] - H) * T + (col[tail] - H)
+            hd = (keys >= 0) & (col < H)
+            if hd.any():
+                found = np.searchsorted(lkeys, keys[hd])
+                if not np.all(lkeys[np.minimum(found, len(lkeys) - 1)] == keys[hd]):
+                    raise AssertionError("the sparse pattern misses an entry of the rest system")
+                pos[hd] = found
+            return pos
+
+        pu, pv, pofs, _ = self._pairs
+        self._pr_pos = positions(kern.block_keys(pu, pv, pofs, lvl_start, lvl_size, m, int(pofs[-1])))
+        self._diag_pos = positions(np.arange(q_rest) * (m + 1))
+        # L21 (nearly) dense in a dense layout: one BLAS syrk beats the scattered update
+        self._dense_w = False
+        self._WdT = np.zeros((0, 0))
+        scatter_flops = float((r * (r + 1)).sum()) * p1
+        syrk_flops = float(m) * (m + 1) * n1 * p1
+        if H == 0 and n1 and syrk_flops < 10.0 * scatter_flops and syrk_flops < 2e9:
+            self._dense_w = True
+            self._WdT = np.zeros((n1 * p1, m))
+        self._asm_args = (
+            self._tpos, self._Tflat, p1, self._t1ofs, self.A11, lev_ptr, lev_rows, self._first[2],
+            row_lvl, row_c, lvl_start, lvl_size, lvl_tofs, *self._pairs, self._pr_pos, self._diag_pos,
+            q_rest, m, H, nnz_h, self._dense_w, self._out, *self._inc,
+            colptr, rowidx, self._colmap, self._L11, self._Wall, self._WdT,
+        )  # fmt: skip
+        # small dense tails: the whole evaluation in one compiled call
+        self._small = T <= SMALL_TAIL and not self._dense_w
+        self._small_args = self._asm_args + (self._rptr, self._rcol, self._rpos, self._work)
+
+    @property
+    def _tail(self) -> np.ndarray:
+        """The dense tail as a T x T matrix (a view, so that copies and pickles stay consistent)."""
+        return self._out[self._nnz_h :].reshape(self._T, self._T)
+
+    @cached_property
+    def A21(self) -> sp.csr_matrix:
+        """Rows of ``[Z_rest X y]' Z_1`` (sparse random part, dense fixed and response rows)."""
+        stats, q1 = self._stats, self.q1
+        ZtZ = stats.ZtZ.tocsc()
+        return sp.vstack(
+            [ZtZ[q1:, :q1], sp.csr_matrix(stats.ZtX[:q1].T), sp.csr_matrix(stats.Zty[:q1][None, :])], format="csr"
+        )
+
+    @cached_property
+    def A22(self) -> np.ndarray:
+        """Dense ``[Z_rest X y]'[Z_rest X y]`` in model order."""
+        stats, q1, r, p = self._stats, self.q1, self.q_rest, self.p
+        m = self.m
+        A22 = np.empty((m, m))
+        pe = r + p
+        A22[:r, :r] = stats.ZtZ.tocsc()[q1:, q1:].toarray()
+        A22[:r, r:pe] = stats.ZtX[q1:]
+        A22[:r, pe] = stats.Zty[q1:]
+        A22[r:pe, r:pe] = stats.XtX
+        A22[r:pe, pe] = stats.Xty
+        A22[pe, pe] = stats.yty
+        return np.triu(A22) + np.triu(A22, 1).T
+
+    def moment_start(self) -> np.ndarray | None:
+        """A starting theta from moments: template diagonals estimated, off-diagonals 0.
+
+        For each random-effects column, the ordinary least-squares residuals summed
+        within levels, ``S_j = (Z'r)_j`` with weight ``w_j = (Z'Z)_jj``, give
+        ``E[sum S_j^2 / w_j] = sd^2 sum w_j + J sigma^2``: a method-of-moments SD
+        (crossed factors inflate it a little; the residual variance is netted of
+        the effects' shares by a few fixed-point steps), relative to the residual
+        SD and kept in [0.05, 20]. None when the fixed effects' cross-product is
+        singular. Starting at the right scale saves BOBYQA's long approach from
+        the identity where the columns' scales differ (a slope on weeks 0-51:
+        100 evaluations instead of 400) and reaches the same optimum or a better
+        one on maximal models with several local optima.
+        """
+        layout = self.layout
+        st = self._stats
+        n = st.n
+        beta = kern.spd_solve(_f64(st.XtX), _f64(st.Xty))
+        rss = float(st.yty - beta @ st.Xty)
+        if not (np.isfinite(rss) and rss > 0):
+            return None
+        s2 = rss / n
+        Ztr = st.Zty - st.ZtX @ beta
+        w = np.asarray(st.ZtZ.diagonal()).ravel()
+        offsets = np.concatenate([[0], np.cumsum([lv * sz for lv, sz in zip(self.levels, layout.sizes)])])
+        terms = []
+        for k, (size, free) in enumerate(zip(layout.sizes, layout.free)):
+            block_S = Ztr[offsets[k] : offsets[k + 1]].reshape(self.levels[k], size)
+            block_w = w[offsets[k] : offsets[k + 1]].reshape(self.levels[k], size)
+            for i, _ in free:
+                Wc = block_w[:, i]
+                ok = Wc > 0
+                if ok.any():
+                    terms.append(((k, i), float(np.sum(block_S[ok, i] ** 2 / Wc[ok])), int(ok.sum()), float(Wc.sum())))
+        s2e, var = s2, {}
+        for _ in range(3):  # the residual variance net of the effects' shares, and back
+            var = {key: max((ss - J * s2e) / W, 0.0) for key, ss, J, W in terms}
+            s2e = max(s2 - sum(var[key] * W / n for key, _, _, W in terms), 0.1 * s2)
+        theta = [
+            np.sqrt(var.get((k, i), s2e) / s2e) if i == j else 0.0 for k, free in enumerate(layout.free) for (i, j) in free
+        ]
+        return np.where(layout.is_diagonal, np.clip(np.array(theta), 0.05, 20.0), 0.0)
+
+    def moment_steps(self, start: np.ndarray) -> np.ndarray:
+        """BOBYQA's first steps from a moment start: a quarter of the entry's row diagonal (at least 0.02)."""
+        diag = {}
+        for k, free in enumerate(self.layout.free):
+            for t, (i, j) in enumerate(free):
+                if i == j:
+                    diag[(k, i)] = start[self.layout.offsets[k] + t]
+        rows = [diag.get((k, i), 1.0) for k, free in enumerate(self.layout.free) for (i, _) in free]
+        return np.maximum(0.25 * np.array(rows), 0.02)
+
+    def blas_threads(self):
+        """Context for evaluating this deviance many times: one BLAS thread unless the system is large.
+
+        A multi-threaded BLAS gains little on systems of a few thousand rows and,
+        on shared cores, loses an order of magnitude (threads wait on each other).
+        """
+        if self.m <= ONE_THREAD_LIMIT:
+            return _controller().limit(limits=1, user_api="blas")
+        return contextlib.nullcontext()
+
+    # -- one evaluation ----------------------------------------------------------------
+    def _factorize(self, theta: np.ndarray) -> tuple[float, np.ndarray] | None:
+        """Assemble and factor the system at theta: ``(log|L11|^2, diag of the rest factor)``, None if not PD."""
+        H, m, nnz_h = self.n_head, self.m, self._nnz_h
+        out = self._out
+        logdet1 = kern.assemble(theta, *self._asm_args)
+        if not np.isfinite(logdet1):
+            return None
+        if H and not kern.head_cholesky(
+            out, self._colptr, self._rowidx, self._rptr, self._rcol, self._rpos, self._work, H, m, nnz_h
+        ):
+            return None
+        # the tail's C-order lower triangle is its Fortran-order upper triangle: syrk, dpotrf('U') in place
+        tail = self._tail
+        if self._dense_w:
+            blas.dsyrk(-1.0, self._WdT.T, beta=1.0, c=tail.T, lower=0, overwrite_c=1)
+        _, info = lapack.dpotrf(tail.T, lower=0, clean=0, overwrite_a=1)
+        if info != 0:
+            return None
+        if H:
+            return logdet1, np.concatenate([out[self._colptr[:-1]], np.diagonal(tail)])
+        return logdet1, np.diagonal(tail)
+
+    def _criterion_from(self, logdet1: float, d: np.ndarray) -> tuple[float, float, float, float]:
         r, pe = self.q_rest, self.q_rest + self.p
-        logdet_L = 2.0 * np.log(np.diagonal(L11, axis1=1, axis2=2)).sum() + 2.0 * np.log(d22[:r]).sum()
-        logdet_RX = 2.0 * np.log(d22[r:pe]).sum()
-        pwrss = d22[pe] ** 2
+        logd = np.log(d[:pe])
+        logdet_L = logdet1 + 2.0 * float(logd[:r].sum())
+        logdet_RX = 2.0 * float(logd[r:pe].sum())
+        pwrss = float(d[pe]) ** 2
         if self.reml:
             dof = self.n - self.p
             dev = logdet_L + logdet_RX + dof * (1.0 + _LOG_2PI + np.log(pwrss / dof))
         else:
             dev = logdet_L + self.n * (1.0 + _LOG_2PI + np.log(pwrss / self.n))
-        return float(dev), float(logdet_L), float(logdet_RX), float(pwrss)
+        return float(dev), logdet_L, logdet_RX, pwrss
 
     def __call__(self, theta: np.ndarray) -> float:
-        try:
-            _, L11, _, _, L22 = self._factor(theta)
-        except (np.linalg.LinAlgError, la.LinAlgError):
+        theta = np.ascontiguousarray(theta, dtype=np.float64).reshape(-1)
+        if self._small:
+            value = kern.evaluate_small(theta, *self._small_args, self.n, self.p, self.reml)[0]
+            return value if np.isfinite(value) else np.inf
+        out = self._factorize(theta)
+        if out is None:
             return np.inf
-        value = self._criterion(L11, L22)[0]
+        with np.errstate(all="ignore"):
+            value = self._criterion_from(*out)[0]
         return value if np.isfinite(value) else np.inf
+
+    def criterion_parts(self, theta: np.ndarray) -> tuple[float, float, float, float] | None:
+        """``(deviance, log|L|^2, log|RX|^2, pwrss)`` at theta, None where the system is not positive definite."""
+        theta = np.ascontiguousarray(theta, dtype=np.float64).reshape(-1)
+        out = self._factorize(theta)
+        return None if out is None else self._criterion_from(*out)
+
+    # -- the factor as matrices (for callers that need them) -----------------------------
+    def _rest_factor_dense(self) -> np.ndarray:
+        """The rest factor of the last factorization as a dense lower matrix (rest order)."""
+        H = self.n_head
+        L = np.zeros((self.m, self.m))
+        L[H:, H:] = np.tril(self._tail)
+        if H:
+            L[self._rowidx, np.repeat(np.arange(H), np.diff(self._colptr))] = self._out[: self._nnz_h]
+        return L
+
+    def _factor(self, theta: np.ndarray):
+        """``(templates, L11, L11^-1, None, L22)``: the factors at theta as arrays.
+
+        ``L11`` is the (levels, p1, p1) stack of the first factor's Cholesky factors
+        (empty without a split); ``L22`` the dense lower factor of the rest system,
+        whose random rows may be in a fill-reducing order (its diagonal gives the
+        same criterion). Raises ``LinAlgError`` where the system is not positive definite.
+        """
+        theta = np.ascontiguousarray(theta, dtype=np.float64).reshape(-1)
+        out = self._factorize(theta)
+        if out is None:
+            raise np.linalg.LinAlgError("the penalized system is not positive definite at this theta")
+        templates = self.layout.templates(theta)
+        L11 = self._L11.copy()
+        L11inv = np.linalg.inv(L11) if len(L11) else L11
+        return templates, L11, L11inv, None, self._rest_factor_dense()
+
+    def _criterion(self, L11: np.ndarray, L22: np.ndarray) -> tuple[float, float, float, float]:
+        logdet1 = 2.0 * float(np.log(np.diagonal(L11, axis1=1, axis2=2)).sum())
+        return self._criterion_from(logdet1, np.diag(L22))
 
     def solve(self, theta: np.ndarray) -> PLSSolution:
         """Fixed effects, conditional modes and the criterion at ``theta``."""
-        theta = np.asarray(theta, dtype=float)
-        templates, L11, L11inv, W, L22 = self._factor(theta)
-        dev, logdet_L, logdet_RX, pwrss = self._criterion(L11, L22)
-        r, pe = self.q_rest, self.q_rest + self.p
-        # back-substitution: L0' x = l, with l the last row of the factor
-        x2 = la.solve_triangular(L22[:pe, :pe].T, L22[pe, :pe], lower=False)
+        theta = np.ascontiguousarray(theta, dtype=np.float64).reshape(-1)
+        out = self._factorize(theta)
+        if out is None:
+            raise np.linalg.LinAlgError("the penalized system is not positive definite at this theta")
+        dev, logdet_L, logdet_RX, pwrss = self._criterion_from(*out)
+        r, pe, m = self.q_rest, self.q_rest + self.p, self.m
+        # back-substitution: L0' x = l, with l the last row of the rest factor
+        H = self.n_head
+        x2 = kern.back_solve(self._out, self._colptr, self._rowidx, H, m, self._nnz_h, pe)
+        RX = np.tril(self._tail[r - H : pe - H, r - H : pe - H])
+        # b = Lambda u for the rest levels (in rest order), beta for the border
+        lvl_size, lvl_tofs, lvl_start = self._lvl
+        Tflat = self._Tflat
+        z = np.zeros(m)
+        z[r:pe] = x2[r:pe]
+        for k in self._rest_blocks:
+            s, T = self.layout.sizes[k], self.layout.templates(theta)[k]
+            sel = np.flatnonzero(lvl_tofs == self._tofs[k])
+            rows = lvl_start[sel][:, None] + np.arange(s)[None, :]
+            z[rows] = x2[rows] @ T.T
         b_parts = []
         if self.split_first:
-            W_dense_y = W[pe].toarray().reshape(-1)
-            rhs1 = W_dense_y - W[:pe].T @ x2
-            u1 = np.einsum("lji,lj->li", L11inv, rhs1.reshape(self.levels[0], -1))  # L11^{-T} rhs
-            b_parts.append((u1 @ templates[0].T).reshape(-1))
-        start = 0
-        for k in self._rest_blocks:
-            T, n = templates[k], self.levels[k]
-            size = n * T.shape[0]
-            b_parts.append((x2[start : start + size].reshape(n, -1) @ T.T).reshape(-1))
-            start += size
-        beta = x2[r:pe]
+            lev_ptr, lev_rows, lev_vals = self._first
+            b1 = kern.first_block_modes(Tflat, self._p1, self._t1ofs, self._L11, lev_ptr, lev_rows, lev_vals, z, pe)
+            b_parts.append(b1.reshape(-1))
+        b_parts.append(z[self._new_row[:r]])
+        beta = x2[r:pe].copy()
         dof = self.n - self.p if self.reml else self.n
         sigma = float(np.sqrt(pwrss / dof))
         return PLSSolution(
@@ -262,5 +680,5 @@ class ProfiledDeviance:
             sigma=sigma,
             logdet_L=logdet_L,
             logdet_RX=logdet_RX,
-            RX=L22[r:pe, r:pe].copy(),
+            RX=RX,
         )

@@ -43,13 +43,31 @@ def fit_pls(
     stats : SufficientStats, optional
         Precomputed statistics (e.g. reduced from a distributed data frame).
     theta0 : ndarray, optional
-        Starting point; lme4's identity templates by default.
+        Starting point. By default moment estimates of the templates' diagonals
+        (:meth:`~bayesmlm.freq.pls.ProfiledDeviance.moment_start`), with first steps
+        at their scale; lme4's identity templates where those cannot be formed.
     """
     layout = ThetaLayout.from_design(design)
     deviance = ProfiledDeviance.from_design(design, reml=reml, stats=stats)
-    start = layout.initial() if theta0 is None else np.asarray(theta0, dtype=float)
-    result = optimize_theta(deviance, start, layout.lower)
-    sol = deviance.solve(result.theta)
+    if theta0 is not None:
+        start = np.asarray(theta0, dtype=float)
+    elif (moments := deviance.moment_start()) is not None:
+        # moment estimates of the SDs, first steps to match their scales
+        start = moments
+        deviance.initial_step = deviance.moment_steps(moments)
+    else:
+        start = layout.initial()
+    with deviance.blas_threads():
+        result = optimize_theta(deviance, start, layout.lower)
+        if not result.converged and np.isfinite(result.deviance):
+            # once more from where BOBYQA stopped, with a fresh model at that point's scale
+            # (what lme4's documentation advises on a convergence warning); keep the better
+            deviance.initial_step = deviance.moment_steps(result.theta)
+            again = optimize_theta(deviance, result.theta, layout.lower)
+            again.evaluations += result.evaluations
+            if again.deviance < result.deviance or (again.converged and again.deviance <= result.deviance + 1e-8):
+                result = again
+        sol = deviance.solve(result.theta)
     templates = layout.templates(sol.theta)
     covariances = [sol.sigma**2 * (T @ T.T) for T in templates]
     offsets = design.offsets

@@ -5,7 +5,7 @@ Examples
 >>> import bayesmlm as bm
 >>> fit = bm.lmer("Yield ~ 1 + (1 | Batch)", bm.datasets.load("dyestuff"))
 >>> print(fit.summary().splitlines()[0])
-Linear mixed model fit by REML (engine: statsmodels)
+Linear mixed model fit by REML (engine: pls)
 """
 
 from __future__ import annotations
@@ -50,6 +50,41 @@ def _random_effects_table(fit: "FreqFit") -> str:
     return "\n".join(lines)
 
 
+def _format_p(p: float) -> str:
+    """p-values as R prints them: 3 significant digits, ``<2e-16`` below machine precision."""
+    return "<2e-16" if p < 2.2e-16 else f"{p:.3g}"
+
+
+def _fixed_effects_table(fit: "FreqFit") -> list[str]:
+    """Estimates with Satterthwaite df and p (lmerTest's layout) when they are quick to compute."""
+    import warnings
+
+    from .inference.satterthwaite import satterthwaite_if_quick
+
+    fixed = pd.DataFrame({"Estimate": fit.fixef(), "Std. Error": fit.se()})
+    tests, note = None, None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            satt = satterthwaite_if_quick(fit)
+        if satt is None:
+            note = "df and p not computed here (a large model): see fit.coef_table()"
+        else:
+            tests = [satt.test_1d(row) for row in np.eye(fit.design.p)]
+            if satt.messages:  # stated here instead of as warnings from a printout
+                note = "Satterthwaite df: " + "; ".join(satt.messages)
+    except (np.linalg.LinAlgError, ValueError, FloatingPointError) as exc:
+        note = f"df and p not computed: {exc}"
+    if tests is not None:
+        fixed["df"] = [t.df for t in tests]
+    fixed["t value"] = fixed["Estimate"] / fixed["Std. Error"]
+    if tests is not None:
+        fixed["Pr(>|t|)"] = [_format_p(t.p) for t in tests]
+    lines = [fixed.to_string(float_format=lambda v: f"{v:.4g}")]
+    lines.append(note or "t tests use Satterthwaite's df (lmerTest); fit.coef_table(ddf='kenward-roger') for Kenward-Roger")
+    return lines
+
+
 def format_summary(fit: "FreqFit") -> str:
     """Render the lmer-style summary of a fit."""
     method = "REML" if fit.reml else "maximum likelihood"
@@ -73,9 +108,7 @@ def format_summary(fit: "FreqFit") -> str:
     out += ["Random effects:", _random_effects_table(fit)]
     groups = ", ".join(f"{b.factor}, {b.n_levels}" for b in fit.design.blocks)
     out.append(f"Number of obs: {fit.nobs}, groups:  {groups}")
-    fixed = pd.DataFrame({"Estimate": fit.fixef(), "Std. Error": fit.se()})
-    fixed["t value"] = fixed["Estimate"] / fixed["Std. Error"]
-    out += ["", "Fixed effects:", fixed.to_string(float_format=lambda v: f"{v:.4g}")]
+    out += ["", "Fixed effects:"] + _fixed_effects_table(fit)
     if fit.design.p > 1:
         se = fit.se().to_numpy()
         corr = fit.vcov().to_numpy() / np.outer(se, se)

@@ -23,7 +23,7 @@ from .distributions import (
 )
 from .elicit import from_quantiles, set_from_quantiles
 from .io import dumps, load, save
-from .rules import data_fingerprint, default, empirical
+from .rules import data_fingerprint, default, default_for_design, empirical
 from .spec import Parameter, PriorSpec, model_parameters
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "Parameter",
     "model_parameters",
     "default",
+    "default_for_design",
     "empirical",
     "load",
     "save",

@@ -140,7 +140,8 @@ def _distribution(key: str, entry, where: str) -> Distribution:
     return dist
 
 
-def load(path: str | Path, formula: str | None = None, data: pd.DataFrame | None = None) -> PriorSpec:
+def load(path: str | Path, formula: str | None = None, data: pd.DataFrame | None = None, family=None,
+         **family_args) -> PriorSpec:
     """Read and validate a prior file.
 
     Parameters
@@ -150,6 +151,10 @@ def load(path: str | Path, formula: str | None = None, data: pd.DataFrame | None
         When both are given, the keys are also checked against the model's
         parameters (unknown and missing parameters are errors). Without them
         that check happens when the spec is used by :func:`bayesmlm.sample`.
+    family : str, optional
+        The model's response family (its parameters ``phi``, ``shape``, ``nu``, ``sigma``
+        are then expected), with ``link``, ``trials``, ``weights``, ``offset`` as for
+        :func:`bayesmlm.sample`.
 
     Raises
     ------
@@ -189,5 +194,10 @@ def load(path: str | Path, formula: str | None = None, data: pd.DataFrame | None
     spec.lines = lines
     spec.path = str(path)
     if formula is not None and data is not None:
-        spec.check(build_design(formula, data))
+        if family is not None and not (isinstance(family, str) and family.lower() == "gaussian"):
+            from ..family_design import family_design
+
+            spec.check(family_design(formula, data, family, **family_args))
+        else:
+            spec.check(build_design(formula, data))
     return spec

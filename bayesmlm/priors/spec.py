@@ -27,9 +27,12 @@ from ..design import Design
 from ..errors import PriorError
 from .distributions import Distribution
 
-__all__ = ["Parameter", "PriorSpec", "model_parameters", "kind_of_key", "component_key", "SAME_DATA_NOTE"]
+__all__ = ["Parameter", "PriorSpec", "model_parameters", "family_parameters", "FAMILY_PARAMETERS", "kind_of_key", "component_key", "SAME_DATA_NOTE"]
 
-Kind = Literal["fixed", "sd", "cor", "sigma"]
+Kind = Literal["fixed", "sd", "cor", "sigma", "family"]
+
+FAMILY_PARAMETERS = ("nu", "phi", "shape")
+"""Keys of the response families' own parameters besides ``sigma`` (student ``nu``, negative binomial ``phi``, Gamma ``shape``)."""
 
 SAME_DATA_NOTE = (
     "These priors come from a fit to the same data that will be sampled: using the data twice "
@@ -42,7 +45,7 @@ EMPIRICAL_NOTE = (
     "and narrow the posterior: bm.sample warns when it recognises the same data."
 )
 
-_SUPPORT_OF_KIND = {"fixed": "real", "sd": "positive", "sigma": "positive", "cor": "correlation"}
+_SUPPORT_OF_KIND = {"fixed": "real", "sd": "positive", "sigma": "positive", "cor": "correlation", "family": "positive"}
 _FAMILIES_OF_SUPPORT = {
     "real": "Normal, StudentT",
     "positive": "HalfNormal, HalfStudentT, Exponential, Gamma, LogNormal",
@@ -120,14 +123,33 @@ def model_parameters(design: Design) -> list[Parameter]:
         for group in multi:
             cols = tuple(block.columns[i] for i in group)
             params.append(Parameter(correlation_key(block.factor, cols, len(multi)), "cor", block.factor, cols))
-    params.append(Parameter("sigma", "sigma", None, ()))
+    params += [Parameter(name, "sigma" if name == "sigma" else "family", None, ()) for name in family_parameters(design)]
     return params
+
+
+def family_parameters(design: Design) -> tuple[str, ...]:
+    """The response family's own parameters: ``sigma`` for a gaussian design, else the family's.
+
+    A design built for a family (``bm.sample(..., family=...)``) carries it as ``design.family``:
+    binomial and Poisson have none, the negative binomial ``phi``, Gamma ``shape``, the
+    lognormal ``sigma``, the student ``sigma`` and ``nu``.
+
+    Examples
+    --------
+    >>> import bayesmlm as bm
+    >>> family_parameters(bm.build_design("Reaction ~ Days + (1 | Subject)", bm.datasets.load("sleepstudy")))
+    ('sigma',)
+    """
+    family = getattr(design, "family", None)
+    return ("sigma",) if family is None else tuple(family.aux_params)
 
 
 def kind_of_key(key: str) -> Kind:
     """Parameter kind from its key's shape."""
     if key == "sigma":
         return "sigma"
+    if key in FAMILY_PARAMETERS:
+        return "family"
     if key.startswith("sd["):
         return "sd"
     if key.startswith("cor["):

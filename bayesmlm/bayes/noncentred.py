@@ -1,0 +1,407 @@
+"""The non-centred log density of a (generalized) linear mixed model as compiled C callbacks for nutpie.
+
+Hand-written in Numba (``cache=True``): the PyMC model of :mod:`bayesmlm.bayes.build`
+is the same posterior (and the test oracle), but compiling its graph costs tens of
+seconds per model, while these kernels are compiled once per machine, specialised
+once for all families (the family and link are integer codes switched inside one
+kernel, :func:`bayesmlm.family_kernels.loglik_grad`) and handed to nutpie's Rust
+sampler as C function pointers, like :mod:`bayesmlm.bayes.native`.
+
+No dense ``Z``: each row's linear predictor is
+``eta = offset + X beta + sum over factors of sum_c Z[row, c] r[F][level(row), c]``,
+with the level codes and varying columns of each factor. The group effects are
+non-centred, ``r[F][l] = diag(sd) L z[F][l]``, ``z ~ N(0, 1)``, with the SD and LKJ
+parametrisation shared with the collapsed density (:mod:`bayesmlm.bayes.scales`).
+
+Unconstrained parameters, in this order: ``beta`` (p); ``log sd`` of every varying
+column of every factor; the correlation values of each correlated group; ``z`` of
+every factor, level-major; the logs of the family's parameters (``sigma``; ``sigma,
+nu``; ``phi``; ``shape``; none for binomial and Poisson). Log densities drop
+constants (terms in the data only).
+
+Examples
+--------
+>>> import numpy as np, bayesmlm as bm
+>>> from bayesmlm.family_design import family_design
+>>> d = family_design("incidence ~ period + (1 | herd)", bm.datasets.load("cbpp"), "binomial", trials="size")
+>>> nc = NativeNonCentred.from_design(d, bm.priors.default_for_design(d))
+>>> nc.n_dim   # 4 beta, 1 log sd, 15 z
+20
+>>> value, grad = nc.logp_and_grad(np.zeros(nc.n_dim))
+>>> bool(np.isfinite(value)), grad.shape
+(True, (20,))
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from ..design import Design
+from ..family_kernels import loglik_grad
+from ..priors.distributions import Normal, StudentT
+from ..priors.spec import PriorSpec, correlation_key, family_parameters
+from .build import col_dim
+from .nutpie_bridge import (ERROR_DEFECT, EXPAND_SIG, LOGP_SIG, CompiledDensity, add_scale_variables, blob_at,
+                            logp_status, prior_scale)
+from .scales import POSITIVE_FAMILIES, group_rows, positive_logp, prior_rows, sd_and_correlations
+
+__all__ = ["NativeNonCentred", "noncentred_supports", "noncentred_callbacks"]
+
+_H = 24
+
+
+def noncentred_supports(design: Design, priors: PriorSpec) -> str | None:
+    """None when the compiled non-centred density covers this model, else why not."""
+    for name in design.fixed_names:
+        if not isinstance(priors[name], (Normal, StudentT)):
+            return f"prior {priors[name]} of {name!r} has no compiled density (Normal and StudentT do)"
+    keys = [f"sd[{b.factor}][{c}]" for b in design.blocks for c in b.columns] + list(family_parameters(design))
+    for key in keys:
+        if priors[key].family not in POSITIVE_FAMILIES:
+            return f"prior family {priors[key].family} of {key} has no compiled density"
+    if not design.rows_held:
+        return "the rows are not held (a Dask DataFrame)"
+    return None
+
+
+# --------------------------------------------------------------------------- kernels
+@numba.njit(cache=True, error_model="numpy")
+def _head(blob):
+    h = blob[:_H]
+    return (int(h[1]), int(h[2]), int(h[3]), int(h[4]), int(h[5]), int(h[6]), int(h[7]), int(h[8]), int(h[9]),
+            int(h[10]), int(h[11]))
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _block(blob, o_blk, bi):
+    """Levels, varying columns, first ``z`` and first SD of block ``bi``."""
+    o = o_blk + 4 * bi
+    return int(blob[o]), int(blob[o + 1]), int(blob[o + 2]), int(blob[o + 3])
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _group_effects(blob, o_blk, n_blocks, sd, Lfull, z):
+    """``T = diag(sd) L`` on each block's columns, and the group effects ``r = T z`` of every level."""
+    n_sd = sd.shape[0]
+    T = np.empty((n_sd, n_sd))
+    for i in range(n_sd):
+        for j in range(n_sd):
+            T[i, j] = sd[i] * Lfull[i, j]
+    r = np.zeros(z.shape[0])
+    for bi in range(n_blocks):
+        levels, k, zo, c0 = _block(blob, o_blk, bi)
+        for lv in range(levels):
+            base = zo + lv * k
+            for i in range(k):
+                acc = 0.0
+                for j in range(i + 1):
+                    acc += T[c0 + i, c0 + j] * z[base + j]
+                r[base + i] = acc
+    return T, r
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _logp_grad(x, blob, grad):
+    """Log density (constants dropped) at ``x``; its gradient written into ``grad``."""
+    n, p, n_blocks, n_sd, n_groups, kmax, family, link, n_aux, n_z, n_cor = _head(blob)
+    o_X, o_y, o_blk, o_codes, o_vals, o_bpri, o_spri, o_grp = (int(blob[12]), int(blob[13]), int(blob[14]),
+                                                               int(blob[15]), int(blob[16]), int(blob[17]),
+                                                               int(blob[18]), int(blob[19]))
+    n_dim = x.shape[0]
+    grad[:] = 0.0
+    beta = x[:p]
+    o_s = p
+    o_z = p + n_sd + n_cor
+    o_aux = o_z + n_z
+    stride = 2 + kmax
+    sd, Lfull, dLfull, lp, g_loc = sd_and_correlations(
+        x[o_s:o_z], blob[o_spri:o_spri + 3 * n_sd].reshape((n_sd, 3)),
+        blob[o_grp:o_grp + stride * n_groups].reshape((n_groups, stride)), kmax)
+    grad[o_s:o_z] = g_loc
+    # fixed-effect priors: code 0 Normal(mu, sigma), 1 StudentT(nu, mu, sigma)
+    for j in range(p):
+        code = blob[o_bpri + 4 * j]
+        a, m, s = blob[o_bpri + 4 * j + 1], blob[o_bpri + 4 * j + 2], blob[o_bpri + 4 * j + 3]
+        u = (beta[j] - m) / s
+        if code == 0.0:
+            lp += -0.5 * u * u
+            grad[j] += -u / s
+        else:
+            lp += -0.5 * (a + 1.0) * math.log1p(u * u / a)
+            grad[j] += -(a + 1.0) * u / (s * (a + u * u))
+    # family parameters: positive priors (after the SDs' rows) on log scale
+    aux = np.ones(2)
+    for t in range(n_aux):
+        v = math.exp(x[o_aux + t])
+        aux[t] = v
+        o = o_spri + 3 * (n_sd + t)
+        val, d = positive_logp(int(blob[o]), blob[o + 1], blob[o + 2], v)
+        lp += val + x[o_aux + t]
+        grad[o_aux + t] += d * v + 1.0
+    z = x[o_z:o_aux]
+    for i in range(n_z):
+        lp += -0.5 * z[i] * z[i]
+        grad[o_z + i] -= z[i]
+    T, r = _group_effects(blob, o_blk, n_blocks, sd, Lfull, z)
+    # rows: level offsets of every row in every block, once per call
+    gr = np.zeros(n_z)
+    ga = np.zeros(2)
+    X = blob[o_X:o_X + n * p].reshape((n, p))
+    y = blob[o_y:o_y + n]
+    trials = blob[o_y + n:o_y + 2 * n]
+    wts = blob[o_y + 2 * n:o_y + 3 * n]
+    off = blob[o_y + 3 * n:o_y + 4 * n]
+    ks = np.empty(n_blocks, dtype=np.int64)
+    zos = np.empty(n_blocks, dtype=np.int64)
+    vos = np.empty(n_blocks, dtype=np.int64)
+    vo = o_vals
+    for bi in range(n_blocks):
+        ks[bi] = int(blob[o_blk + 4 * bi + 1])
+        zos[bi] = int(blob[o_blk + 4 * bi + 2])
+        vos[bi] = vo
+        vo += n * ks[bi]
+    eta = off.copy()
+    for row in range(n):
+        acc = 0.0
+        for j in range(p):
+            acc += X[row, j] * beta[j]
+        eta[row] += acc
+    for bi in range(n_blocks):
+        k, zo, vb = ks[bi], zos[bi], vos[bi]
+        codes = blob[o_codes + bi * n:o_codes + (bi + 1) * n]
+        for row in range(n):
+            base = zo + int(codes[row]) * k
+            acc = 0.0
+            for i in range(k):
+                acc += blob[vb + row * k + i] * r[base + i]
+            eta[row] += acc
+    de_all = np.empty(n)
+    gb = np.zeros(p)  # a local accumulator: grad may alias nothing, but LLVM cannot know
+    ll = 0.0
+    g0 = 0.0
+    g1 = 0.0
+    a0, a1 = aux[0], aux[1]
+    for row in range(n):
+        v, de, d1, d2 = loglik_grad(family, link, y[row], eta[row], trials[row], a0, a1)
+        w = wts[row]
+        ll += w * v
+        de *= w
+        de_all[row] = de
+        g0 += w * d1
+        g1 += w * d2
+        for j in range(p):
+            gb[j] += de * X[row, j]
+    ga[0] = g0
+    ga[1] = g1
+    for j in range(p):
+        grad[j] += gb[j]
+    for bi in range(n_blocks):
+        k, zo, vb = ks[bi], zos[bi], vos[bi]
+        codes = blob[o_codes + bi * n:o_codes + (bi + 1) * n]
+        for row in range(n):
+            base = zo + int(codes[row]) * k
+            de = de_all[row]
+            for i in range(k):
+                gr[base + i] += de * blob[vb + row * k + i]
+    lp += ll
+    for t in range(n_aux):
+        grad[o_aux + t] += ga[t] * aux[t]
+    # back through r = T z
+    dT = np.zeros((n_sd, n_sd))
+    for bi in range(n_blocks):
+        levels, k, zo, c0 = _block(blob, o_blk, bi)
+        for lv in range(levels):
+            base = zo + lv * k
+            for i in range(k):
+                gi = gr[base + i]
+                if gi == 0.0:
+                    continue
+                for j in range(i + 1):
+                    grad[o_z + base + j] += gi * T[c0 + i, c0 + j]
+                    dT[c0 + i, c0 + j] += gi * z[base + j]
+    n_loc = n_sd + n_cor
+    for i in range(n_sd):
+        for j in range(i + 1):
+            if dT[i, j] == 0.0:
+                continue
+            grad[o_s + i] += dT[i, j] * Lfull[i, j] * sd[i]
+            dL = dT[i, j] * sd[i]
+            for u in range(n_sd, n_loc):
+                grad[o_s + u] += dL * dLfull[i, j, u]
+    return lp
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _expand(x, blob, out):
+    """beta, sd, every correlated block's correlation matrix, r of every factor, the family's parameters."""
+    n, p, n_blocks, n_sd, n_groups, kmax, family, link, n_aux, n_z, n_cor = _head(blob)
+    o_blk, o_spri, o_grp = int(blob[14]), int(blob[18]), int(blob[19])
+    o_z = p + n_sd + n_cor
+    stride = 2 + kmax
+    sd, Lfull, dLfull, lp, g_loc = sd_and_correlations(
+        x[p:o_z], blob[o_spri:o_spri + 3 * n_sd].reshape((n_sd, 3)),
+        blob[o_grp:o_grp + stride * n_groups].reshape((n_groups, stride)), kmax)
+    t = 0
+    for j in range(p):
+        out[t] = x[j]
+        t += 1
+    for i in range(n_sd):
+        out[t] = sd[i]
+        t += 1
+    for bi in range(n_blocks):
+        if blob[o_blk + 4 * n_blocks + bi] == 0.0:
+            continue
+        k, c0 = int(blob[o_blk + 4 * bi + 1]), int(blob[o_blk + 4 * bi + 3])
+        for i in range(k):
+            for j in range(k):
+                acc = 0.0
+                for m in range(min(i, j) + 1):
+                    acc += Lfull[c0 + i, c0 + m] * Lfull[c0 + j, c0 + m]
+                out[t] = acc
+                t += 1
+    T, r = _group_effects(blob, o_blk, n_blocks, sd, Lfull, x[o_z:o_z + n_z])
+    for i in range(n_z):  # every factor's effects, level-major, in block order (their z offsets are consecutive)
+        out[t] = r[i]
+        t += 1
+    for a in range(n_aux):
+        out[t] = math.exp(x[o_z + n_z + a])
+        t += 1
+
+
+def _logp_callback(dim, x_, out_, logp_, user_data):
+    x = numba.carray(x_, (dim,))
+    out = numba.carray(out_, (dim,))
+    logp = numba.carray(logp_, (1,))
+    try:
+        value = _logp_grad(x, blob_at(user_data), out)
+    except Exception:  # noqa: BLE001  (a defect: a negative code makes nutpie stop and report it)
+        return ERROR_DEFECT
+    return logp_status(value, out, logp)
+
+
+def _expand_callback(dim, expanded, x_, out_, user_data):
+    x = numba.carray(x_, (dim,))
+    out = numba.carray(out_, (expanded,))
+    try:
+        _expand(x, blob_at(user_data), out)
+    except Exception:  # noqa: BLE001
+        return ERROR_DEFECT
+    return 0
+
+
+@functools.cache
+def noncentred_callbacks():
+    """The two C callbacks nutpie calls (compiled on first use, then loaded from Numba's disk cache)."""
+    return (numba.cfunc(LOGP_SIG, cache=True)(_logp_callback),
+            numba.cfunc(EXPAND_SIG, cache=True)(_expand_callback))
+
+
+# --------------------------------------------------------------------------- packing
+@dataclass(frozen=True)
+class NativeNonCentred(CompiledDensity):
+    """Data, level codes and prior constants as one float64 array (see :class:`CompiledDensity`)."""
+
+    _expand_kernel = staticmethod(_expand)
+    _callbacks = staticmethod(noncentred_callbacks)
+    _jitter = 0.5
+
+    @classmethod
+    def from_design(cls, design: Design, priors: PriorSpec) -> "NativeNonCentred":
+        """Pack a design (gaussian, or with ``design.family``) and its priors (see :func:`noncentred_supports`)."""
+        why = noncentred_supports(design, priors)
+        if why is not None:
+            raise ValueError(f"the compiled non-centred density does not cover this model: {why}")
+        from ..families import Gaussian
+
+        fam = design.family if design.family is not None else Gaussian()
+        if design.glm is not None:
+            glm = design.glm
+            y, trials, wts, off = glm.y, glm.trials, glm.weights, glm.offset
+        else:
+            y, trials, wts, off = design.y, np.ones(design.n), np.ones(design.n), np.zeros(design.n)
+        n, p = design.n, design.p
+        aux_names = list(family_parameters(design))
+        sd_keys = [f"sd[{b.factor}][{c}]" for b in design.blocks for c in b.columns]
+        n_sd = len(sd_keys)
+        block_start = np.cumsum([0] + [b.n_cols for b in design.blocks])[:-1]
+        z_start = np.cumsum([0] + [b.n_effects for b in design.blocks])[:-1]
+        groups = []
+        for block, c0 in zip(design.blocks, block_start):
+            multi = [g for g in block.groups if len(g) > 1]
+            for group in multi:
+                key = correlation_key(block.factor, tuple(block.columns[i] for i in group), len(multi))
+                groups.append((len(group), priors[key].eta, [int(c0) + i for i in group]))
+        kmax = max([m for m, _, _ in groups], default=1)
+        n_cor = sum(m * (m - 1) // 2 for m, _, _ in groups)
+        n_z = int(sum(b.n_effects for b in design.blocks))
+        correlated = [float(any(len(g) > 1 for g in b.groups)) for b in design.blocks]
+        bpri = []
+        for name in design.fixed_names:
+            d = priors[name]
+            bpri += [0.0, 0.0, d.mu, d.sigma] if isinstance(d, Normal) else [1.0, d.nu, d.mu, d.sigma]
+        sections = [
+            np.asarray(design.X, dtype=np.float64).ravel(),
+            np.concatenate([y, trials, wts, off]).astype(np.float64),
+            np.concatenate([np.ravel([[b.n_levels, b.n_cols, zs, c0] for b, zs, c0 in zip(design.blocks, z_start, block_start)]),
+                            correlated]),
+            np.concatenate([b.codes.astype(np.float64) for b in design.blocks]) if design.blocks else [],
+            np.concatenate([np.asarray(b.values, dtype=np.float64).ravel() for b in design.blocks]) if design.blocks else [],
+            np.asarray(bpri, dtype=np.float64),
+            prior_rows([priors[k] for k in sd_keys + aux_names]).ravel(),
+            group_rows(groups, kmax).ravel(),
+        ]
+        offsets = np.cumsum([_H] + [len(s) for s in sections])
+        header = np.zeros(_H)
+        header[:12] = [offsets[-1], n, p, len(design.blocks), n_sd, len(groups), kmax, fam.code, fam.link.code,
+                       len(aux_names), n_z, n_cor]
+        header[12:20] = offsets[:-1]
+        blob = np.ascontiguousarray(np.concatenate([header, *[np.asarray(s, dtype=np.float64) for s in sections]]))
+        n_dim = p + n_sd + n_cor + n_z + len(aux_names)
+
+        names, shapes, dims, coords = ["beta"], [(p,)], {"beta": ("fixed",)}, {"fixed": list(design.fixed_names)}
+        add_scale_variables(design, correlated, names, shapes, dims, coords)
+        for block in design.blocks:
+            F = block.factor
+            names.append(f"r[{F}]")
+            shapes.append((block.n_levels, block.n_cols))
+            dims[f"r[{F}]"] = (F, col_dim(F))
+            coords[F] = list(block.levels)
+        for name in aux_names:
+            names.append(name)
+            shapes.append(())
+        start = np.zeros(n_dim)
+        for j, name in enumerate(design.fixed_names):
+            start[j] = priors[name].mu
+        if "Intercept" in design.fixed_names:
+            start[design.fixed_names.index("Intercept")] = _link_of_mean(fam, y, trials)
+        for i, key in enumerate(sd_keys):
+            start[p + i] = math.log(prior_scale(priors[key])) - 1.0
+        for t, name in enumerate(aux_names):
+            start[p + n_sd + n_cor + n_z + t] = math.log(prior_scale(priors[name]))
+        return cls(blob, n_dim, names, shapes, dims, coords, start)
+
+    def logp_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        """Log density (constants dropped) and gradient at an unconstrained point."""
+        grad = np.empty(self.n_dim)
+        value = _logp_grad(np.asarray(x, dtype=np.float64), self.blob, grad)
+        return float(value), grad
+
+
+def _link_of_mean(fam, y: np.ndarray, trials: np.ndarray) -> float:
+    """The link of the response's mean: where the intercept starts."""
+    if fam.name == "binomial":
+        m = float(np.clip(np.sum(y * trials) / np.sum(trials), 0.02, 0.98))
+    elif fam.name == "lognormal":
+        return float(np.mean(np.log(y)))
+    else:
+        m = float(np.mean(y))
+    if fam.link.name in ("log",):
+        m = max(m, 0.05)
+    with np.errstate(all="ignore"):
+        value = float(fam.link.link(np.array([m]))[0])
+    return value if math.isfinite(value) else 0.0

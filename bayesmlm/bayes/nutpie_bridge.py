@@ -1,0 +1,179 @@
+"""What the compiled densities share to reach nutpie: the C callback signatures, the packed array, the model.
+
+:mod:`bayesmlm.bayes.native` (the collapsed density) and :mod:`bayesmlm.bayes.noncentred`
+(the non-centred density) each pack their model into one float64 array (its first
+value is its length), write their own log-density and expand kernels in Numba, and
+are handed to nutpie's Rust sampler as C function pointers with these signatures.
+:class:`CompiledDensity` holds what both keep about a packed model and builds the
+nutpie compiled model from it.
+
+Examples
+--------
+>>> import numpy as np
+>>> from bayesmlm.priors.distributions import HalfNormal
+>>> prior_scale(HalfNormal(sigma=2.0))
+2.0
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, ClassVar
+
+import numba
+import numpy as np
+
+from .build import col_dim, col_dim_b
+
+__all__ = ["LOGP_SIG", "EXPAND_SIG", "ERROR_DEFECT", "blob_at", "logp_status", "prior_scale", "add_scale_variables",
+           "CompiledDensity"]
+
+LOGP_SIG = numba.types.int64(
+    numba.types.uint64,
+    numba.types.CPointer(numba.types.double),
+    numba.types.CPointer(numba.types.double),
+    numba.types.CPointer(numba.types.double),
+    numba.types.voidptr,
+)
+"""nutpie's log-density callback: (dim, x, gradient out, log density out, user data) -> code."""
+EXPAND_SIG = numba.types.int64(
+    numba.types.uint64,
+    numba.types.uint64,
+    numba.types.CPointer(numba.types.double),
+    numba.types.CPointer(numba.types.double),
+    numba.types.voidptr,
+)
+"""nutpie's expand callback: (dim, expanded, x, out, user data) -> code."""
+ERROR_DEFECT = -1
+"""Callback code for any error in a kernel (a defect, not a region of the posterior): negative, so nutpie
+stops and reports it (positive codes are recoverable, like a divergence)."""
+
+
+@numba.njit(cache=True, error_model="numpy")
+def blob_at(user_data):
+    """The packed float64 array behind nutpie's ``user_data`` pointer (its first value is its length)."""
+    head = numba.carray(user_data, (1,), dtype=np.float64)
+    return numba.carray(user_data, (int(head[0]),), dtype=np.float64)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def logp_status(value, grad, logp):
+    """Write the log density ``value`` into nutpie's ``logp``; its code: 4 where ``value`` is not
+    finite, 3 where the gradient is not, else 0 (nutpie treats both as divergences)."""
+    logp[0] = value
+    if not np.isfinite(value):
+        return 4
+    if not np.all(np.isfinite(grad)):
+        return 3
+    return 0
+
+
+def prior_scale(dist) -> float:
+    """A typical value of a positive prior, where sampling starts."""
+    params = dist.params()
+    if dist.family == "Exponential":
+        return 1.0 / params["lam"]
+    if dist.family == "Gamma":
+        return params["alpha"] / params["beta"]
+    if dist.family == "LogNormal":
+        return math.exp(params["mu"])
+    return params["sigma"]
+
+
+def add_scale_variables(design, correlated, names: list, shapes: list, dims: dict, coords: dict) -> None:
+    """Append the expanded ``sd[F]`` of every factor, then ``cor[F]`` of each factor flagged in ``correlated``."""
+    for block in design.blocks:
+        F = block.factor
+        names.append(f"sd[{F}]")
+        shapes.append((block.n_cols,))
+        dims[f"sd[{F}]"] = (col_dim(F),)
+        coords[col_dim(F)] = list(block.columns)
+    for block, corr in zip(design.blocks, correlated):
+        if corr:
+            F = block.factor
+            names.append(f"cor[{F}]")
+            shapes.append((block.n_cols, block.n_cols))
+            dims[f"cor[{F}]"] = (col_dim(F), col_dim_b(F))
+            coords[col_dim_b(F)] = list(block.columns)
+
+
+@dataclass(frozen=True)
+class CompiledDensity:
+    """A packed model for a compiled density, and how to read its expanded draws.
+
+    Subclasses set ``_expand_kernel`` (the Numba ``(x, blob, out)`` expand function),
+    ``_callbacks`` (returns the two C callbacks) and ``_jitter`` (the half-width of the
+    uniform spread of initial points around ``start``).
+
+    Attributes
+    ----------
+    blob : ndarray
+        The nutpie ``user_data``.
+    n_dim : int
+        Number of unconstrained parameters.
+    names, shapes, dims : list, list, dict
+        The posterior variables the expand function writes.
+    coords : dict
+        Coordinates of those dims.
+    start : ndarray
+        Centre of the random initial points.
+    """
+
+    blob: np.ndarray
+    n_dim: int
+    names: list
+    shapes: list
+    dims: dict
+    coords: dict
+    start: np.ndarray
+
+    _expand_kernel: ClassVar[Callable]
+    _callbacks: ClassVar[Callable]
+    _jitter: ClassVar[float]
+
+    @property
+    def n_expanded(self) -> int:
+        return int(sum(math.prod(s) for s in self.shapes))
+
+    def expand(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """The posterior variables at an unconstrained point."""
+        out = np.empty(self.n_expanded)
+        type(self)._expand_kernel(np.asarray(x, dtype=np.float64), self.blob, out)
+        values, t = {}, 0
+        for name, shape in zip(self.names, self.shapes):
+            size = math.prod(shape)
+            values[name] = out[t:t + size].reshape(shape)
+            t += size
+        return values
+
+    def for_nutpie(self):
+        """A nutpie compiled model calling the cached C callbacks."""
+        import pandas as pd
+        from nutpie.compile_pymc import CompiledPyMCModel
+
+        logp_callback, expand_callback = type(self)._callbacks()
+        sizes = [math.prod(s) for s in self.shapes]
+        slices = [slice(int(a), int(a + b)) for a, b in zip(np.cumsum([0] + sizes[:-1]), sizes)]
+        start, jitter = self.start, self._jitter
+
+        def initial_point(seed):
+            rng = np.random.default_rng(seed)
+            return start + rng.uniform(-jitter, jitter, size=start.size)
+
+        return CompiledPyMCModel(
+            _n_dim=self.n_dim,
+            dims=self.dims,
+            _coords={k: pd.Index(v) for k, v in self.coords.items()},
+            _shapes=dict(zip(self.names, self.shapes)),
+            compiled_logp_func=logp_callback,
+            compiled_expand_func=expand_callback,
+            initial_point_func=initial_point,
+            shared_data={},
+            shared_var_keys={},
+            user_data=self.blob,
+            n_expanded=self.n_expanded,
+            shape_info=(self.names, slices, self.shapes),
+            logp_func=None,
+            expand_func=None,
+        )
