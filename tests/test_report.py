@@ -156,3 +156,13 @@ def test_cli_help_for_every_command(capsys) -> None:
             main(command)
         assert stop.value.code == 0
     assert "--report" in capsys.readouterr().out
+
+
+def test_report_shows_lme4s_profile_intervals(written: Path) -> None:
+    # lme4 1.1-31: confint(fm, method = "profile") for Days is 7.3587 .. 13.5759 (tests/reference/inference)
+    md = written.with_suffix(".md").read_text()
+    assert "likelihood-profile intervals" in md
+    section = md[md.index("likelihood-profile intervals"):]
+    row = next(line for line in section.splitlines() if line.startswith("| Days |"))
+    lower, upper = (cell.strip() for cell in row.strip("|").split("|")[1:3])
+    assert (lower, upper) == (f"{7.358653:.4g}", f"{13.575919:.4g}")  # as the report rounds: 4 digits

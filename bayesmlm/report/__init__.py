@@ -70,6 +70,23 @@ def _table(frame: pd.DataFrame, index: bool = True) -> dict:
     return {"columns": [str(c) for c in frame.columns], "rows": rows, "index_name": index_name}
 
 
+PROFILE_UP_TO = 10
+"""Profile intervals (lme4's profile) in the report for at most this many variance parameters; Wald beyond."""
+
+
+def _freq_intervals(freq) -> tuple[dict, str] | tuple[None, None]:
+    """The lmer fit's 95% intervals: profile where quick, Wald otherwise, and which it is."""
+    if freq is None or not hasattr(freq, "confint"):
+        return None, None
+    if len(freq.theta) <= PROFILE_UP_TO:
+        method, what = "profile", "likelihood-profile intervals (lme4's confint(method = \"profile\"))"
+    else:
+        method, what = "wald", (f"Wald intervals for the fixed effects ({len(freq.theta)} variance parameters: "
+                                "profiles skipped here; fit.confint(method='profile') computes them)")
+    table = freq.confint(method=method).round(4)
+    return _table(table.rename_axis("parameter")), f"95% {what}"
+
+
 def _diagnostics(post) -> tuple[bool, str, list[str]]:
     d = post.diagnostics
     if d.ok:
@@ -138,6 +155,7 @@ def render(post, freq=None, *, models: dict | None = None, plausible: tuple[floa
     pooling_figure, pooling_note = _pooling(freq, post)
     ok, headline, lines = _diagnostics(post)
     loo_table, loo_warnings = _loo(models)
+    intervals, intervals_note = _freq_intervals(freq)
     data = summarise_data(design)
     priors = post.priors.table().set_index("parameter")
     context = {
@@ -153,6 +171,8 @@ def render(post, freq=None, *, models: dict | None = None, plausible: tuple[floa
         "prior_notes": post.priors.notes(same_data=post.priors_from_same_data),
         "prior_check": {"verdict": check.verdict(), "figure": figure_data_uri(check.plot())},
         "freq_summary": freq.summary() if freq is not None else None,
+        "freq_intervals": intervals,
+        "freq_intervals_note": intervals_note,
         "diagnostics_ok": ok,
         "diagnostics_headline": headline,
         "diagnostics_lines": lines,
