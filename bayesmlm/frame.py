@@ -33,7 +33,7 @@ from formulaic.utils.variables import get_required_variables
 from .errors import DataError, FormulaError
 from .formula import MixedFormula
 
-__all__ = ["ModelFrame", "model_frame", "required_columns", "infinite_in_columns", "nonfinite_error", "nonfinite_rows"]
+__all__ = ["ModelFrame", "model_frame", "check_frame_arguments", "required_columns", "infinite_in_columns", "nonfinite_error", "nonfinite_rows"]
 
 NaAction = Literal["error", "drop"]
 
@@ -249,6 +249,25 @@ def plain_strings(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.astype({c: object for c in text}) if text else frame
 
 
+def check_frame_arguments(data, na_action: str) -> None:
+    """A non-empty pandas DataFrame and a known ``na_action``, else a clear error.
+
+    Examples
+    --------
+    >>> check_frame_arguments(pd.DataFrame({"y": [1.0]}), "drop")
+    >>> check_frame_arguments([1, 2], "error")
+    Traceback (most recent call last):
+    ...
+    bayesmlm.errors.DataError: data must be a pandas DataFrame, got list
+    """
+    if not isinstance(data, pd.DataFrame):
+        raise DataError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+    if na_action not in ("error", "drop"):
+        raise ValueError(f"na_action must be 'error' or 'drop', got {na_action!r}")
+    if len(data) == 0:
+        raise DataError("data has no rows")
+
+
 def model_frame(
     formula: MixedFormula, data: pd.DataFrame, na_action: NaAction = "error", check_levels: bool = True
 ) -> ModelFrame:
@@ -269,12 +288,7 @@ def model_frame(
     -------
     ModelFrame
     """
-    if not isinstance(data, pd.DataFrame):
-        raise DataError(f"data must be a pandas DataFrame, got {type(data).__name__}")
-    if na_action not in ("error", "drop"):
-        raise ValueError(f"na_action must be 'error' or 'drop', got {na_action!r}")
-    if len(data) == 0:
-        raise DataError("data has no rows")
+    check_frame_arguments(data, na_action)
     columns = required_columns(formula)
     missing = [c for c in columns if c not in data.columns]
     if missing:

@@ -113,13 +113,18 @@ def sbc(
             )
         posterior = run["posterior"].to_dataset()
         posterior = posterior.merge(draw_effects(posterior, design, dataclasses.replace(plan, stats=stats), priors, seed=rep))
-        ranks = {}
-        for key, value in truth.items():
-            var, sel = locate(design, posterior, key)
-            flat = np.asarray(posterior[var].sel(sel)).reshape(-1)
-            ranks[key] = int(np.sum(flat[keep] < value))
-        rows.append(ranks)
+        rows.append(truth_ranks(design, posterior, truth, keep))
     return pd.DataFrame(rows)
+
+
+def truth_ranks(design, posterior, truth: dict[str, float], keep: np.ndarray) -> dict[str, int]:
+    """Rank of each true value among the kept posterior draws (the SBC statistic), by parameter name."""
+    ranks = {}
+    for key, value in truth.items():
+        var, sel = locate(design, posterior, key)
+        flat = np.asarray(posterior[var].sel(sel)).reshape(-1)
+        ranks[key] = int(np.sum(flat[keep] < value))
+    return ranks
 
 
 def rank_uniformity(ranks: pd.DataFrame, ranks_of: int = 99, bins: int = 10) -> pd.Series:

@@ -28,7 +28,7 @@ import pandas as pd
 
 from ..design import Design
 from ..priors.spec import PriorSpec
-from .draws import locate
+from .calibration import truth_ranks
 from .native import one_blas_thread
 from .noncentred import NativeNonCentred
 from .prior_predictive import simulate_family as simulate_family_draws
@@ -85,10 +85,5 @@ def sbc_family(design: Design, priors: PriorSpec, replications: int = 100, draws
             run = nutpie.sample(_with_response(native, y).for_nutpie(), draws=draws, tune=tune, chains=chains,
                                 seed=int(rng.integers(2**31)), progress_bar=False)
         posterior = run["posterior"].to_dataset()
-        ranks = {}
-        for key, value in truth.items():
-            var, sel = locate(design, posterior, key)
-            flat = np.asarray(posterior[var].sel(sel)).reshape(-1)
-            ranks[key] = int(np.sum(flat[keep] < value))
-        rows.append(ranks)
+        rows.append(truth_ranks(design, posterior, truth, keep))
     return pd.DataFrame(rows)

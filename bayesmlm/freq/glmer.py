@@ -36,7 +36,7 @@ from ..distributed import is_dask_frame
 from ..errors import ConvergenceWarning, DataError, FormulaError, SingularFitWarning
 from ..families import Binomial, Family, NegativeBinomial, Poisson, describe_rows, get_family, response_from_factor
 from ..formula import _is_wrapped, _split_top_level, parse_formula
-from ..frame import NaAction, describe_missing, missing_values_error, plain_strings, required_columns, unknown_column_error
+from ..frame import NaAction, check_frame_arguments, describe_missing, missing_values_error, plain_strings, required_columns, unknown_column_error
 from .glmer_fit import fit_glmm
 from .glmer_result import GlmerFit, SeparationWarning, find_separation
 from .pirls import GlmmData, PirlsEngine
@@ -373,12 +373,7 @@ def glmer(
             "glmer needs the data rows in memory: pass a pandas DataFrame (for a Dask DataFrame, ddf.compute()); "
             "the sufficient-statistics route of bm.lmer does not apply to non-gaussian families"
         )
-    if not isinstance(data, pd.DataFrame):
-        raise DataError(f"data must be a pandas DataFrame, got {type(data).__name__}")
-    if na_action not in ("error", "drop"):
-        raise ValueError(f"na_action must be 'error' or 'drop', got {na_action!r}")
-    if len(data) == 0:
-        raise DataError("data has no rows")
+    check_frame_arguments(data, na_action)
     if isinstance(nAGQ, bool) or not isinstance(nAGQ, (int, np.integer)) or not 0 <= nAGQ <= 100:
         raise ValueError(f"nAGQ must be an integer from 0 to 100, got {nAGQ!r}")
     fam = get_family(family, link)

@@ -27,6 +27,8 @@ from .estimates import FitEstimates
 from .glmer_fit import GlmerSolution
 from .pirls import PirlsEngine
 from .result import MixedFitAccessors
+from .summary import (fixed_correlation_lines, format_p, groups_line, problem_lines, random_effects_table,
+                      scaled_residuals_lines)
 
 __all__ = ["GlmerFit", "SeparationWarning", "find_separation"]
 
@@ -342,27 +344,6 @@ class GlmerFit(MixedFitAccessors):
         return self.summary()
 
 
-def _re_table(fit: GlmerFit) -> str:
-    header = ["Groups", "Name", "Variance", "Std.Dev.", "Corr"]
-    rows = []
-    for block, cov in zip(fit.design.blocks, fit.estimates.covariances):
-        sd = np.sqrt(np.clip(np.diag(cov), 0, None))
-        for i, name in enumerate(block.columns):
-            corrs = []
-            for j in range(i):
-                same = any(i in g and j in g for g in block.groups)
-                if same:
-                    corrs.append(f"{cov[i, j] / (sd[i] * sd[j]):.2f}" if sd[i] > 0 and sd[j] > 0 else "NaN")
-            rows.append([block.factor if i == 0 else "", name, f"{cov[i, i]:.4g}", f"{sd[i]:.4g}", " ".join(corrs)])
-    if fit.family.has_dispersion and fit.phi is None:
-        rows.append(["Residual", "", f"{fit.sigma**2:.4g}", f"{fit.sigma:.4g}", ""])
-    widths = [max(len(r[k]) for r in rows + [header]) for k in range(5)]
-    fmt = lambda r: " " + " ".join(  # noqa: E731
-        r[k].ljust(widths[k]) if k in (0, 1, 4) else r[k].rjust(widths[k]) for k in range(5)
-    ).rstrip()
-    return "\n".join([fmt(header)] + [fmt(r) for r in rows])
-
-
 def format_glmer_summary(fit: GlmerFit) -> str:
     """lme4's glmer summary: family/link, fit statistics, scaled residuals, random and fixed effects."""
     how = {
@@ -377,12 +358,9 @@ def format_glmer_summary(fit: GlmerFit) -> str:
     out.append(stats_row.to_frame().T.astype(object).to_string(
         index=False, formatters={k: (lambda v: f"{v:.1f}") for k in ["AIC", "BIC", "logLik", "deviance"]}
         | {"df.resid": lambda v: f"{int(v)}"}))
-    scaled = fit.residuals("pearson") / fit.sigma
-    quant = pd.Series(np.quantile(scaled, [0, 0.25, 0.5, 0.75, 1.0]), index=["Min", "1Q", "Median", "3Q", "Max"])
-    out += ["", "Scaled residuals:", quant.to_frame().T.to_string(index=False, float_format=lambda v: f"{v:.4f}"), ""]
-    out += ["Random effects:", _re_table(fit)]
-    groups = ", ".join(f"{b.factor}, {b.n_levels}" for b in fit.design.blocks)
-    out.append(f"Number of obs: {fit.nobs}, groups:  {groups}")
+    out += scaled_residuals_lines(fit.residuals("pearson") / fit.sigma)
+    residual = (fit.sigma**2, fit.sigma) if fit.family.has_dispersion and fit.phi is None else None
+    out += ["Random effects:", random_effects_table(fit, residual), groups_line(fit)]
     if fit.phi is not None:
         out.append(f"Negative binomial dispersion phi (R's theta): {fit.phi:.4g}")
     est, se = fit.fixef(), fit.se()
@@ -390,24 +368,10 @@ def format_glmer_summary(fit: GlmerFit) -> str:
     p = 2 * stats.norm.sf(np.abs(z))
     table = pd.DataFrame({"Estimate": est.map(lambda v: f"{v:.4g}"), "Std. Error": se.map(lambda v: f"{v:.4g}"),
                           "z value": z.map(lambda v: f"{v:.3f}"),
-                          "Pr(>|z|)": [f"{v:.3g}" if v >= 2e-16 else "<2e-16" for v in p],
+                          "Pr(>|z|)": [format_p(v) for v in p],
                           "": [_stars(v) for v in p]})
     out += ["", "Fixed effects:", table.to_string(), "---",
             "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1"]
-    if fit.design.p > 1:
-        sev = fit.se().to_numpy()
-        corr = fit.vcov().to_numpy() / np.outer(sev, sev)
-        short = [n[:6] for n in fit.design.fixed_names]
-        ctab = pd.DataFrame(corr, index=fit.design.fixed_names, columns=short).iloc[1:, :-1]
-        mask = np.triu(np.ones(ctab.shape, dtype=bool), 1)
-        out += ["", "Correlation of Fixed Effects:", ctab.round(3).astype(str).mask(mask, "").to_string()]
-    notes = []
-    if fit.separation:
-        notes.append(fit.separation_message())
-    if fit.singular:
-        notes.append("boundary (singular) fit: " + "; ".join(fit.singular_components()))
-    if not fit.converged:
-        notes.extend(fit.estimates.messages or ["the optimiser did not converge"])
-    if notes:
-        out += [""] + notes
+    out += fixed_correlation_lines(fit)
+    out += problem_lines(fit, [fit.separation_message()] if fit.separation else [])
     return "\n".join(out)

@@ -38,10 +38,8 @@ from __future__ import annotations
 import contextlib
 import functools
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
-import scipy.sparse as sp
 from scipy.linalg import blas, lapack
 
 from ..design import Design
@@ -468,30 +466,6 @@ class ProfiledDeviance:
         """The dense tail as a T x T matrix (a view, so that copies and pickles stay consistent)."""
         return self._out[self._nnz_h :].reshape(self._T, self._T)
 
-    @cached_property
-    def A21(self) -> sp.csr_matrix:
-        """Rows of ``[Z_rest X y]' Z_1`` (sparse random part, dense fixed and response rows)."""
-        stats, q1 = self._stats, self.q1
-        ZtZ = stats.ZtZ.tocsc()
-        return sp.vstack(
-            [ZtZ[q1:, :q1], sp.csr_matrix(stats.ZtX[:q1].T), sp.csr_matrix(stats.Zty[:q1][None, :])], format="csr"
-        )
-
-    @cached_property
-    def A22(self) -> np.ndarray:
-        """Dense ``[Z_rest X y]'[Z_rest X y]`` in model order."""
-        stats, q1, r, p = self._stats, self.q1, self.q_rest, self.p
-        m = self.m
-        A22 = np.empty((m, m))
-        pe = r + p
-        A22[:r, :r] = stats.ZtZ.tocsc()[q1:, q1:].toarray()
-        A22[:r, r:pe] = stats.ZtX[q1:]
-        A22[:r, pe] = stats.Zty[q1:]
-        A22[r:pe, r:pe] = stats.XtX
-        A22[r:pe, pe] = stats.Xty
-        A22[pe, pe] = stats.yty
-        return np.triu(A22) + np.triu(A22, 1).T
-
     def moment_start(self) -> np.ndarray | None:
         """A starting theta from moments: template diagonals estimated, off-diagonals 0.
 
@@ -608,37 +582,6 @@ class ProfiledDeviance:
         theta = np.ascontiguousarray(theta, dtype=np.float64).reshape(-1)
         out = self._factorize(theta)
         return None if out is None else self._criterion_from(*out)
-
-    # -- the factor as matrices (for callers that need them) -----------------------------
-    def _rest_factor_dense(self) -> np.ndarray:
-        """The rest factor of the last factorization as a dense lower matrix (rest order)."""
-        H = self.n_head
-        L = np.zeros((self.m, self.m))
-        L[H:, H:] = np.tril(self._tail)
-        if H:
-            L[self._rowidx, np.repeat(np.arange(H), np.diff(self._colptr))] = self._out[: self._nnz_h]
-        return L
-
-    def _factor(self, theta: np.ndarray):
-        """``(templates, L11, L11^-1, None, L22)``: the factors at theta as arrays.
-
-        ``L11`` is the (levels, p1, p1) stack of the first factor's Cholesky factors
-        (empty without a split); ``L22`` the dense lower factor of the rest system,
-        whose random rows may be in a fill-reducing order (its diagonal gives the
-        same criterion). Raises ``LinAlgError`` where the system is not positive definite.
-        """
-        theta = np.ascontiguousarray(theta, dtype=np.float64).reshape(-1)
-        out = self._factorize(theta)
-        if out is None:
-            raise np.linalg.LinAlgError("the penalized system is not positive definite at this theta")
-        templates = self.layout.templates(theta)
-        L11 = self._L11.copy()
-        L11inv = np.linalg.inv(L11) if len(L11) else L11
-        return templates, L11, L11inv, None, self._rest_factor_dense()
-
-    def _criterion(self, L11: np.ndarray, L22: np.ndarray) -> tuple[float, float, float, float]:
-        logdet1 = 2.0 * float(np.log(np.diagonal(L11, axis1=1, axis2=2)).sum())
-        return self._criterion_from(logdet1, np.diag(L22))
 
     def solve(self, theta: np.ndarray) -> PLSSolution:
         """Fixed effects, conditional modes and the criterion at ``theta``."""

@@ -58,7 +58,6 @@ from ..theta import ThetaLayout
 from ._blas import blas_threads
 from ._cache import cached
 from ._parallel import run_tasks
-from ._pls import criterion_parts, system_size
 from .lrt import ml_refit
 from .parameters import VarianceParameter, from_sdcor, to_sdcor, variance_parameters
 
@@ -146,7 +145,7 @@ class _Context:
         if conv is None:
             return np.inf
         theta, sigma = conv
-        parts = criterion_parts(self.dev, theta)
+        parts = self.dev.criterion_parts(theta)
         if parts is None:
             return np.inf
         _, logdet_L, _, pwrss = parts
@@ -357,7 +356,7 @@ def _profile_fixed(j: int) -> np.ndarray:
 
 
 def _task(kind: str, index: int) -> np.ndarray:
-    with blas_threads(system_size(_CONTEXT.dev)):
+    with blas_threads(_CONTEXT.dev.m):
         return _profile_variance(index) if kind == "var" else _profile_fixed(index)
 
 

@@ -36,7 +36,6 @@ from scipy import stats
 from ..pls import ProfiledDeviance
 from ._blas import blas_threads
 from ._cache import cached, is_cached
-from ._pls import system_size
 from .derivatives import richardson_hessian, richardson_jacobian
 
 if TYPE_CHECKING:
@@ -130,7 +129,7 @@ class Satterthwaite:
         design = fit.design
         if dev is None:
             dev = ProfiledDeviance.from_design(design, reml=fit.reml, stats=design.sufficient_stats())
-        with blas_threads(system_size(dev)):
+        with blas_threads(dev.m):
             self._compute(fit, dev, tol)
 
     def _compute(self, fit: "FreqFit", dev: ProfiledDeviance, tol: float) -> None:
@@ -225,7 +224,7 @@ def satterthwaite_if_quick(fit: "FreqFit", budget_s: float = 3.0) -> Satterthwai
         return satterthwaite(fit)
     design = fit.design
     dev = ProfiledDeviance.from_design(design, reml=fit.reml, stats=design.sufficient_stats())
-    with blas_threads(system_size(dev)):
+    with blas_threads(dev.m):
         start = time.perf_counter()
         dev.solve(fit.theta)
         elapsed = time.perf_counter() - start
