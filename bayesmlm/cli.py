@@ -51,22 +51,17 @@ def _print_fit(fit) -> None:
 
 
 def _cmd_fit_family(args: argparse.Namespace) -> int:
-    """``fit --family ...``: the glmer summary; with ``--priors`` also the Bayesian fit (no report yet)."""
+    """``fit --family ...``: the glmer summary; with ``--priors`` or ``--report`` also the Bayesian fit (and report)."""
+    from .family_design import sampling_family
     from .freq.glmer import BAYES_ONLY, glmer
 
-    if args.report is not None:
-        raise BayesMLMError(
-            f"the HTML report is not available yet for the {args.family} family (its prior predictive check and "
-            "lmer comparison are gaussian): drop --report; --priors default|empirical|FILE samples the Bayesian model "
-            "and prints its summary"
-        )
     df = _read_csv(args.data)
     fit = None
     if args.family.lower() not in BAYES_ONLY:
+        family = sampling_family(args.family)  # the link bm.sample uses (log for the Gamma, not R's inverse)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the summary itself states boundary, convergence and separation problems
-            fit = glmer(args.formula, df, family="binomial" if args.family == "bernoulli" else args.family,
-                        na_action=args.na_action)
+            fit = glmer(args.formula, df, family=family.glmer_name, link=family.link.name, na_action=args.na_action)
         _print_fit(fit)
         if args.report is None and args.priors is None:
             return 0
@@ -202,7 +197,8 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--family", choices=["gaussian", "binomial", "bernoulli", "poisson", "Gamma", "negbinomial",
                                           "student", "lognormal"], default="gaussian",
                      help="response family; other than gaussian: the bm.glmer summary (lme4's glmer; not for student "
-                          "and lognormal), and with --priors the Bayesian fit")
+                          "and lognormal; the Gamma with the log link, as bm.sample), and with --priors or --report the "
+                          "Bayesian fit")
     fit.add_argument("--na-action", choices=["error", "drop"], default="error", dest="na_action")
     fit.add_argument("--priors", help="empirical (default), default, or a TOML prior file; implies a Bayesian fit")
     fit.add_argument("--draws", type=_whole_number(1), default=1000, help="posterior draws per chain (default 1000)")
@@ -226,7 +222,16 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--draws", type=_whole_number(1), default=1000, help="posterior draws per chain (default 1000)")
     demo.add_argument("--chains", type=_whole_number(1), default=4, help="number of chains (default 4)")
     demo.set_defaults(run=_cmd_demo)
+    warm = sub.add_parser("warmup", help="compile the Numba kernels into their disk cache (once per install)")
+    warm.set_defaults(run=_cmd_warmup)
     return parser
+
+
+def _cmd_warmup(args: argparse.Namespace) -> int:
+    from .warmup import warm_up
+
+    print(f"bayesmlm: compiled kernels ready in {warm_up():.1f} s (cached on disk; later runs load them)")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

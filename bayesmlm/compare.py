@@ -23,7 +23,14 @@
   (:func:`bayesmlm.pooling.pooling_factors`): 0 = no pooling, 1 = complete.
 
 Each parameter row says whether the lmer estimate lies inside the posterior
-interval. Examples: :func:`compare`.
+interval. A posterior with a response family is compared with a glmer fit (the
+``lmer`` columns then hold glmer's estimates) on the link scale: ``sigma`` holds
+the family's parameters, the no-pooling estimate is each level's own
+maximum-likelihood GLM with the fixed part and the other factors' effects
+(posterior means) as an offset (:mod:`bayesmlm.pooling_glm`; a level its rows
+cannot identify, e.g. all 0, has none and the note says why), and lmer's pooling
+factor uses glmer's conditional modes and Laplace conditional variances.
+Examples: :func:`compare`.
 """
 
 from __future__ import annotations
@@ -36,7 +43,6 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .pooling import no_pooling, pooling_factors, posterior_effects
-from .priors.rules import require_same_data
 from .priors.spec import component_key
 
 __all__ = ["Comparison", "compare"]
@@ -64,6 +70,8 @@ class Comparison:
     fixed, scales, sigma, levels, pooling : pandas.DataFrame
     prob : float
         Probability of the equal-tailed posterior intervals.
+    family : Family or None
+        The response family (None: gaussian); its estimates are on the link scale.
 
     Examples
     --------
@@ -80,10 +88,19 @@ class Comparison:
     levels: pd.DataFrame
     pooling: pd.DataFrame
     prob: float
+    family: object = None
+
+    @property
+    def scale(self) -> str:
+        """The scale of coefficients and group SDs: ``"response scale"``, or the link's (``"log scale"``)."""
+        from .pooling_glm import link_scale
+
+        return link_scale(self.family)
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """The five tables by name."""
-        return {"fixed effects": self.fixed, "group SDs and correlations": self.scales, "residual SD": self.sigma,
+        sigma = "residual SD" if self.family is None else "family parameters"
+        return {"fixed effects": self.fixed, "group SDs and correlations": self.scales, sigma: self.sigma,
                 "pooling factors": self.pooling, "group-level coefficients": self.levels}
 
     def outside(self) -> pd.DataFrame:
@@ -92,7 +109,8 @@ class Comparison:
         return pd.concat(rows)
 
     def __repr__(self) -> str:
-        out = [f"lmer vs posterior ({self.prob:.0%} intervals)"]
+        out = [f"lmer vs posterior ({self.prob:.0%} intervals)" if self.family is None else
+               f"glmer vs posterior ({self.prob:.0%} intervals; {self.family.name}, {self.scale})"]
         for name, table in self.tables().items():
             shown = table if len(table) <= 20 else table.head(20)
             out += ["", f"{name}:", shown.to_string(float_format=lambda v: f"{v:.4g}")]
@@ -133,24 +151,31 @@ class Comparison:
         terms = list(dict.fromkeys(part.index.get_level_values("term")))
         fig = Figure(figsize=(6, 5), layout="constrained")
         ax = fig.subplots()
+        unit = "" if self.family is None else f" ({self.scale})"
         if len(terms) >= 2:
             tx, ty = terms[0], terms[1]
             x0, y0 = part.xs(tx, level="term")["no_pooling"], part.xs(ty, level="term")["no_pooling"]
             x1, y1 = part.xs(tx, level="term")["mean"], part.xs(ty, level="term")["mean"]
-            ax.set_xlabel(tx)
-            ax.set_ylabel(ty)
+            ax.set_xlabel(tx + unit)
+            ax.set_ylabel(ty + unit)
         else:
             tx = terms[0]
             x0, x1 = part.xs(tx, level="term")["no_pooling"], part.xs(tx, level="term")["mean"]
             y0 = y1 = pd.Series(np.arange(len(x0)), index=x0.index)
             ax.set_yticks(y0.to_numpy(), [str(i) for i in x0.index], fontsize=7)
-            ax.set_xlabel(tx)
+            ax.set_xlabel(tx + unit)
         ok = np.isfinite(x0.to_numpy()) & np.isfinite(y0.to_numpy())
         for a, b, c, d in zip(x0[ok], y0[ok], x1[ok], y1[ok]):
             ax.annotate("", xy=(c, d), xytext=(a, b), arrowprops={"arrowstyle": "->", "color": "tab:grey", "lw": 0.8})
-        ax.plot(x0[ok], y0[ok], "o", color="tab:orange", label="no pooling (least squares of the partial residual)")
+        own = ("least squares of the partial residual" if self.family is None
+               else "the level's own GLM, the rest as offset")
+        ax.plot(x0[ok], y0[ok], "o", color="tab:orange", label=f"no pooling ({own})")
         ax.plot(x1, y1, "o", color="tab:green", label="partial pooling (posterior mean)")
-        ax.set_title(f"Shrinkage of {factor} coefficients", fontsize=10)
+        missing = int((~ok).sum())
+        title = f"Shrinkage of {factor} coefficients"
+        if missing:
+            title += f"\n({missing} level(s) without a no-pooling estimate: see the table's note)"
+        ax.set_title(title, fontsize=10)
         ax.legend(fontsize=8)
         return fig
 
@@ -195,6 +220,17 @@ def _coefficient_mcse(post, block, terms: list[str]) -> np.ndarray:
     return np.asarray(az.mcse(beta[:, :, None, :] + effects))
 
 
+def _unpooled(fit, post, factor: str, effects) -> tuple[pd.DataFrame, dict]:
+    """No pooling at the posterior means, and why levels have none (least squares, or the family's GLM)."""
+    design = post.design
+    if design.family is None:
+        return no_pooling(design, factor, effects), {}
+    from .pooling_glm import glm_no_pooling, glm_rows
+
+    table = glm_no_pooling(design, glm_rows(design, family=fit.family), factor, effects)  # glmer's NB phi
+    return table, table.attrs["notes"]
+
+
 def _levels_table(fit, post, prob: float) -> pd.DataFrame:
     design = post.design
     effects = posterior_effects(post)
@@ -203,7 +239,7 @@ def _levels_table(fit, post, prob: float) -> pd.DataFrame:
     rows = []
     for block in design.blocks:
         ours = _interval(posterior_coef[block.factor])
-        unpooled = no_pooling(design, block.factor, effects)
+        unpooled, reasons = _unpooled(fit, post, block.factor, effects)
         terms = [t for t in block.columns if t in design.fixed_names]  # a varying column without a fixed effect has no coefficient row
         if not terms:
             continue
@@ -215,6 +251,8 @@ def _levels_table(fit, post, prob: float) -> pd.DataFrame:
                 gap = nop - population[term]
                 shrink = 1.0 - (r["mean"] - population[term]) / gap if np.isfinite(gap) and gap != 0 else np.nan
                 note = _shrinkage_note(shrink, gap, r["sd"], mcse[i, j], term, [t for t in block.columns if t != term])
+                if level in reasons:
+                    note = f"no pooling not identified: {reasons[level]}"
                 rows.append({"factor": block.factor, "level": level, "term": term, "lmer": lmer_coef[block.factor].loc[level, term],
                              **{k: r[k] for k in _SUMMARY}, "no_pooling": nop, "shrinkage": shrink, "shrinkage_note": note})
     table = pd.DataFrame(rows).set_index(["factor", "level", "term"])
@@ -226,7 +264,8 @@ def compare(fit, post, prob: float = 0.9) -> Comparison:
 
     Parameters
     ----------
-    fit : FreqFit
+    fit : FreqFit or GlmerFit
+        lmer fit; for a posterior with a response family, the glmer fit of the same family.
     post : BayesFit
     prob : float
         Probability of the posterior intervals.
@@ -234,10 +273,15 @@ def compare(fit, post, prob: float = 0.9) -> Comparison:
     Raises
     ------
     ValueError
-        When the two fits are of different formulas.
+        When the two fits are of different models (fixed effects, grouping factors, varying
+        columns or their correlations: compared by structure, so spacing or ``cbind`` against
+        ``trials=`` does not matter) or families.
+    TypeError
+        An lmer fit with a family posterior.
     DataError
         When they were fitted to different data (row count, response values,
-        fixed-effects columns or grouping levels; the message says which and how).
+        fixed-effects columns or grouping levels; for a family also trials, weights
+        and offsets; the message says which and how).
 
     Examples
     --------
@@ -254,12 +298,12 @@ def compare(fit, post, prob: float = 0.9) -> Comparison:
     >>> cmp.pooling.columns.tolist()  # pooling factor per factor and term: 0 = none, 1 = complete
     ['levels', 'lmer', 'Bayes']
     """
-    if fit.formula != post.design.formula.text:
-        raise ValueError(f"fit and posterior are of different models: {fit.formula!r} vs {post.design.formula.text!r}")
+    from .pooling_glm import require_same_fits
+
     if post.design.family is not None:
         return _compare_family(fit, post, prob)
     post.design.require_rows("the comparison's no-pooling estimates")
-    require_same_data({"fit": fit.design, "posterior": post.design}, "compare")
+    require_same_fits(fit, post, "compare")  # same model by structure (not formula text) and same data
     table = post.parameters(prob)
     vc = fit.varcorr()
     lmer = pd.concat([fit.fixef(), pd.Series(vc.sdcor.to_numpy(), index=[component_key(r.grp, r.var1, r.var2) for r in vc.itertuples()])])
@@ -278,17 +322,12 @@ def _compare_family(fit, post, prob: float) -> Comparison:
     """:func:`compare` for a posterior with a response family and a glmer fit, on the link scale.
 
     ``sigma`` holds the family's parameters (``phi``, ``shape``, ``sigma``, ``nu``; empty for the
-    binomial and Poisson). The no-pooling estimates and lmer's pooling factors are the
-    gaussian model's (least squares, ``condVar``): here they are NaN, and the levels table
-    compares glmer's coefficients (fixed plus conditional modes) with the posterior's.
+    binomial and Poisson). No pooling is each level's maximum-likelihood GLM at the posterior
+    means (:mod:`bayesmlm.pooling_glm`), lmer's pooling factors glmer's (Laplace ``condVar``).
     """
-    from .freq.glmer_result import GlmerFit
+    from .pooling_glm import require_same_fits
 
-    if not isinstance(fit, GlmerFit):
-        raise TypeError(f"a {post.design.family.name} posterior is compared with a bm.glmer fit, got {type(fit).__name__}")
-    if fit.family.name != post.design.family.name:
-        raise ValueError(f"fit and posterior are of different families: {fit.family.name} vs {post.design.family.name}")
-    require_same_data({"fit": fit.design, "posterior": post.design}, "compare")
+    require_same_fits(fit, post, "compare")  # type, model structure, family and link, data, trials and offsets
     table = post.parameters(prob)
     vc = fit.varcorr()
     vc = vc[vc.grp != "Residual"]
@@ -304,19 +343,5 @@ def _compare_family(fit, post, prob: float) -> Comparison:
     fixed = table.loc[fixed_names]
     fixed.insert(1, "lmer_se", fit.se())
     scales = table.drop(index=[*fixed_names, *aux])
-    lmer_coef, posterior_coef = fit.coef(), post.coef(prob)
-    rows = []
-    for block in post.design.blocks:
-        ours = _interval(posterior_coef[block.factor])
-        for level in block.levels:
-            for term in [t for t in block.columns if t in fixed_names]:
-                r = ours.loc[(level, term)]
-                rows.append({"factor": block.factor, "level": level, "term": term,
-                             "lmer": lmer_coef[block.factor].loc[level, term], **{k: r[k] for k in _SUMMARY},
-                             "no_pooling": np.nan, "shrinkage": np.nan,
-                             "shrinkage_note": "no-pooling estimates are computed for gaussian models only"})
-    levels = _inside(pd.DataFrame(rows).set_index(["factor", "level", "term"]))
-    pooling = pooling_factors(post=post)
-    pooling["lmer"] = np.nan
-    return Comparison(fixed[["lmer", "lmer_se", *_SUMMARY, "lmer_inside"]], scales, table.loc[aux], levels,
-                      pooling[["levels", "lmer", "Bayes"]], prob)
+    return Comparison(fixed[["lmer", "lmer_se", *_SUMMARY, "lmer_inside"]], scales, table.loc[aux],
+                      _levels_table(fit, post, prob), pooling_factors(fit, post), prob, post.design.family)

@@ -26,10 +26,12 @@ import formulaic
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from formulaic.parser.types import Factor
 
 from .errors import DataError, FormulaError
 from .formula import MixedFormula, RandomTerm, parse_formula
-from .frame import NaAction, factor_codes, model_frame, nonfinite_error, nonfinite_rows
+from .formula_parts import FormulaParts
+from .frame import ModelFrame, NaAction, model_frame, nonfinite_error, nonfinite_rows
 from .stats import SufficientStats
 
 __all__ = [
@@ -42,6 +44,13 @@ __all__ = [
     "response_values",
     "r_style_name",
 ]
+
+DIRECT_STATS_Q = 512
+"""Models with at most this many random effects (and ``DIRECT_STATS_ROWS`` rows) get their
+statistics from the blocks directly (:meth:`~bayesmlm.stats.SufficientStats.from_columns`)."""
+
+DIRECT_STATS_ROWS = 250_000
+"""The row limit of that path (one chunk of :meth:`~bayesmlm.stats.SufficientStats.from_arrays`)."""
 
 _TREATMENT = re.compile(r"^(?P<var>.+)\[T\.(?P<level>.+)\]$")
 _FULL = re.compile(r"^(?P<var>[^\[\]]+)\[(?P<level>[^\[\]]+)\]$")
@@ -67,9 +76,10 @@ def _r_style_names(columns: list[str]) -> list[str]:
     return renamed if len(set(renamed)) == len(renamed) else list(columns)
 
 
-def _model_matrix(rhs: str, data: pd.DataFrame, what: str) -> formulaic.ModelMatrix:
+def _model_matrix(rhs: str, data: pd.DataFrame, what: str, parsed=None) -> formulaic.ModelMatrix:
+    """formulaic's matrix of ``rhs`` (given as ``parsed`` where already parsed), as a numpy array."""
     try:
-        return formulaic.model_matrix(rhs, data, na_action="raise")
+        return formulaic.model_matrix(rhs if parsed is None else parsed, data, na_action="raise", output="numpy")
     except Exception as exc:
         raise FormulaError(f"cannot build the {what} from {rhs!r}: {exc}") from exc
 
@@ -139,14 +149,52 @@ class FactorBlock:
         return sp.csc_matrix((self.values.reshape(-1), (rows, cols)), shape=(n, self.n_effects))
 
 
-def _merge_terms(factor: str, terms: list[RandomTerm], data: pd.DataFrame, n_rows: int) -> FactorBlock:
+def _from_fixed(spec, X: np.ndarray, parsed) -> tuple[object, np.ndarray] | None:
+    """A random term's formula built from the fixed part's matrix (``spec``, ``X``): its model spec
+    (:meth:`formulaic.ModelSpec.subset`) and columns, where formulaic would build the formula alike --
+    its terms are among the fixed part's, their factors numeric (the intercept aside) and no stateful
+    transform is involved -- else None. Saves formulaic a pass over the data for ``(1 | g)`` or
+    ``(0 + x | g)`` beside a fixed ``x``.
+
+    Examples
+    --------
+    >>> import bayesmlm as bm, formulaic
+    >>> df = bm.datasets.load("sleepstudy")
+    >>> fixed = formulaic.model_matrix("Days", df, output="numpy")
+    >>> spec, values = _from_fixed(fixed.model_spec, np.asarray(fixed), formulaic.Formula("0 + Days"))
+    >>> spec == formulaic.model_matrix("0 + Days", df, output="numpy").model_spec, values.shape
+    (True, (180, 1))
+    """
+    if spec.transform_state:
+        return None
+    index = spec.term_indices
+    terms = list(parsed)
+    if not terms or any(t not in index for t in terms):
+        return None
+    own = set()
+    for term in terms:
+        if str(term) == "1":
+            continue
+        for factor in term.factors:
+            if spec.encoder_state.get(factor.expr, (None,))[0] is not Factor.Kind.NUMERICAL:
+                return None  # categorical: the encoding depends on the rest of the formula
+            own.add(factor.expr)
+    sub = spec.subset(parsed)
+    sub = sub.update(encoder_state={k: v for k, v in sub.encoder_state.items() if k in own})
+    return sub, X[:, [i for term in terms for i in index[term]]]
+
+
+def _merge_terms(
+    factor: str, terms: list[RandomTerm], matrix, codes: np.ndarray, levels: list[str], n_rows: int
+) -> FactorBlock:
+    """One factor's block from its terms; ``matrix(term)`` gives a term's model spec and columns."""
     columns: list[str] = []
     values = []
     groups = []
     specs = []
     for term in terms:
-        mm = _model_matrix(term.expr, data, f"random-effects term {term.source}")
-        names = _r_style_names(list(mm.columns))
+        spec, term_values = matrix(term)
+        names = _r_style_names(list(spec.column_names))
         if not names:
             raise FormulaError(f"random-effects term {term.source} has no columns")
         clash = [c for c in names if c in columns]
@@ -158,11 +206,11 @@ def _merge_terms(factor: str, terms: list[RandomTerm], data: pd.DataFrame, n_row
         start = len(columns)
         columns.extend(names)
         groups.append(tuple(range(start, start + len(names))))
-        values.append(np.asarray(mm, dtype=float).reshape(n_rows, -1))
-        specs.append(mm.model_spec)
+        values.append(np.array(term_values, dtype=float, order="F").reshape(n_rows, -1))
+        specs.append(spec)
     free = tuple((i, j) for g in groups for j in g for i in g if i >= j)
-    codes, levels = factor_codes(data, factor)
-    return FactorBlock(factor, tuple(columns), levels, codes, np.hstack(values), free, tuple(groups), specs, tuple(terms))
+    value = values[0] if len(values) == 1 else np.hstack(values)
+    return FactorBlock(factor, tuple(columns), levels, codes, value, free, tuple(groups), specs, tuple(terms))
 
 
 def check_identifiable(block: FactorBlock, n_rows: int) -> None:
@@ -190,8 +238,8 @@ class Design:
         Ordered by decreasing number of levels.
     fixed_spec : formulaic ModelSpec
         Re-applies the fixed-effects encoding to new data.
-    data : pandas.DataFrame
-        The model frame (used columns, complete rows).
+    frame : ModelFrame
+        The used columns and rows; :attr:`data` is its model frame.
     n_dropped : int
         Rows dropped for missing values.
     stats : SufficientStats, optional
@@ -213,7 +261,7 @@ class Design:
     fixed_names: list[str]
     blocks: list[FactorBlock]
     fixed_spec: object = field(repr=False)
-    data: pd.DataFrame = field(repr=False)
+    frame: ModelFrame = field(repr=False)
     n_dropped: int = 0
     stats: SufficientStats | None = field(default=None, repr=False)
     rows_held: bool = True
@@ -226,10 +274,23 @@ class Design:
     def n(self) -> int:
         return len(self.y) if self.rows_held else self.stats.n
 
+    @property
+    def data(self) -> pd.DataFrame:
+        """The model frame: used columns, complete rows, index ``0..n-1`` (built on first use)."""
+        return self.frame.data
+
     def sufficient_stats(self) -> SufficientStats:
-        """Cross-products of ``[Z X y]`` (computed once, in row chunks)."""
+        """Cross-products of ``[Z X y]`` (computed once, in row chunks; from the blocks directly,
+        without forming ``Z``, for a small model)."""
         if self.stats is None:
-            self.stats = SufficientStats.from_arrays(self.X, self.Z, self.y)
+            if self.q <= DIRECT_STATS_Q and self.n <= DIRECT_STATS_ROWS:
+                cols = np.hstack(
+                    [b.codes[:, None] * b.n_cols + np.arange(b.n_cols) + s for b, s in zip(self.blocks, self.offsets)]
+                )
+                vals = self.blocks[0].values if len(self.blocks) == 1 else np.hstack([b.values for b in self.blocks])
+                self.stats = SufficientStats.from_columns(self.X, cols, vals, self.y, self.q)
+            else:
+                self.stats = SufficientStats.from_arrays(self.X, self.Z, self.y)
         return self.stats
 
     def require_rows(self, what: str) -> None:
@@ -286,12 +347,13 @@ def crossed_pair(design: "Design") -> tuple[FactorBlock, FactorBlock] | None:
     return (a, b) if crossed else None
 
 
-def response_values(formula: MixedFormula, data: pd.DataFrame) -> np.ndarray:
-    """The response of a formula evaluated on a frame (a column, or an expression such as ``log(y)``)."""
+def response_values(formula: MixedFormula, data: pd.DataFrame, parsed=None) -> np.ndarray:
+    """The response of a formula evaluated on a frame (a column, or an expression such as ``log(y)``;
+    ``parsed``: its ``"<response> ~ 1"`` as formulaic parsed it, where already parsed)."""
     name = formula.response.strip()
     if name in data.columns:
         return data[name].to_numpy(dtype=float)
-    mm = _model_matrix(f"0 + {name}", data, "response")
+    mm = _model_matrix(f"0 + {name}", data, "response", None if parsed is None else parsed.lhs)
     if mm.shape[1] != 1:
         raise DataError(f"response {name!r} must evaluate to one numeric column, got {mm.shape[1]}")
     return np.asarray(mm, dtype=float).reshape(-1)
@@ -363,22 +425,47 @@ def build_design(
     (180, 2, 36, ['Intercept', 'Days'])
     """
     parsed = parse_formula(formula) if isinstance(formula, str) else formula
-    frame = model_frame(parsed, data, na_action=na_action, check_levels=row_checks)
-    df = frame.data
-    y = response_values(parsed, df)
-    fixed_mm = _model_matrix(parsed.fixed, df, "fixed-effects matrix")
-    X = np.asarray(fixed_mm, dtype=float).reshape(len(df), -1)
-    fixed_names = _r_style_names(list(fixed_mm.columns))
+    parts = FormulaParts.parse(parsed)
+    frame = model_frame(parsed, data, na_action=na_action, check_levels=row_checks, parts=parts)
+    n = frame.n
+    df = frame.evaluation_frame(parts.looked_up(), data)
+    response = parsed.response.strip()
+    if response in frame.columns:
+        y = frame.columns[response].to_numpy(dtype=float)
+    else:
+        y = response_values(parsed, df, parts.response)
+    fixed_mm = _model_matrix(parsed.fixed, df, "fixed-effects matrix", parts.sides[parsed.fixed])
+    fixed_spec = fixed_mm.model_spec
+    # a copy (terms may share this matrix), column-major as pandas' blocks are: X'X's rounding depends on it
+    X = np.array(fixed_mm, dtype=float, order="F").reshape(n, -1)
+    fixed_names = _r_style_names(list(fixed_spec.column_names))
+    matrices: dict[str, tuple] = {parts.same_as(parsed.fixed): (fixed_spec, X)}
+
+    def matrix(rhs: str, what: str) -> tuple:
+        key = parts.same_as(rhs)  # a formula used twice (fixed part and a term, say) is built once
+        if key not in matrices:
+            built = _from_fixed(fixed_spec, X, parts.sides[rhs])
+            if built is None:
+                mm = _model_matrix(rhs, df, what, parts.sides[rhs])
+                built = mm.model_spec, np.asarray(mm)
+            matrices[key] = built
+        return matrices[key]
+
     by_factor: dict[str, list[RandomTerm]] = {}
     for term in parsed.random:
         by_factor.setdefault(term.factor, []).append(term)
-    blocks = [_merge_terms(f, terms, df, len(df)) for f, terms in by_factor.items()]
+    blocks = [
+        _merge_terms(
+            f, terms, lambda t: matrix(t.expr, f"random-effects term {t.source}"), *frame.factors[f], n
+        )
+        for f, terms in by_factor.items()
+    ]
     if row_checks:
         bad = nonfinite_design(y, X, parsed, fixed_names, blocks, frame.row_labels)
         if bad:
             raise nonfinite_error(bad, evaluated=True)
         _check_full_rank(X, fixed_names)
         for block in blocks:
-            check_identifiable(block, len(df))
+            check_identifiable(block, n)
     blocks.sort(key=lambda b: -b.n_levels)  # stable: ties keep formula order
-    return Design(parsed, y, X, fixed_names, blocks, fixed_mm.model_spec, df, frame.n_dropped)
+    return Design(parsed, y, X, fixed_names, blocks, fixed_spec, frame, frame.n_dropped)

@@ -238,6 +238,20 @@ class Family:
     integer_response = False
     """Whether posterior predictive draws of the response are whole numbers."""
 
+    @property
+    def glmer_name(self) -> str:
+        """The ``family=`` name that makes :func:`bayesmlm.glmer` and ``bm.sample`` estimate the family's parameters.
+
+        The family's :attr:`name`, except the negative binomial's: ``"negbinomial"`` (a
+        ``NegativeBinomial`` object itself holds ``phi`` fixed).
+
+        Examples
+        --------
+        >>> get_family("negbinomial").glmer_name, get_family("Gamma").glmer_name
+        ('negbinomial', 'Gamma')
+        """
+        return self.name
+
     def __init__(self, link: str | Link | None = None):
         link = get_link(link or self.default_link)
         if self.links and link.name not in self.links:
@@ -637,6 +651,7 @@ class NegativeBinomial(Family):
     """
 
     name = "negative_binomial"
+    glmer_name = "negbinomial"
     code = 3
     default_link = "log"
     links = ("log", "identity", "sqrt")

@@ -29,7 +29,7 @@ from .design import Design
 from .errors import DataError
 from .families import Binomial, Family, get_family
 
-__all__ = ["GlmResponse", "family_design", "sampling_family", "BAYES_FAMILIES"]
+__all__ = ["GlmResponse", "family_design", "sampling_family", "response_label", "BAYES_FAMILIES"]
 
 BAYES_FAMILIES = ("gaussian", "student", "lognormal", "Gamma", "bernoulli", "binomial", "poisson", "negbinomial")
 """Families ``bm.sample`` fits."""
@@ -147,3 +147,21 @@ def family_design(formula: str, data: pd.DataFrame, family: str | Family, *, lin
     design.glm = GlmResponse(np.asarray(y, dtype=float), trials_, weights_, np.asarray(off, dtype=float), list(parts.offsets))
     design.index = index
     return design
+
+
+def response_label(design: Design) -> str:
+    """The response as the user wrote it (the left-hand side of the formula).
+
+    A family design's response column is internal (``cbind(...)`` evaluated), so labels
+    read the formula text instead.
+
+    Examples
+    --------
+    >>> import bayesmlm as bm
+    >>> response_label(family_design("cbind(incidence, size - incidence) ~ period + (1 | herd)",
+    ...                              bm.datasets.load("cbpp"), "binomial"))
+    'cbind(incidence, size - incidence)'
+    """
+    if getattr(design, "glm", None) is None:
+        return design.formula.response.strip()
+    return design.formula.text.split("~", 1)[0].strip()

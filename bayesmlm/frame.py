@@ -19,19 +19,17 @@ from __future__ import annotations
 import difflib
 import re
 import warnings
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
-import formulaic
 import numpy as np
 import pandas as pd
-from formulaic.parser.types import Factor
-from formulaic.transforms import TRANSFORMS
-from formulaic.utils.variables import get_required_variables
 
-from .errors import DataError, FormulaError
+from .errors import DataError
 from .formula import MixedFormula
+from .formula_parts import FormulaParts, parse_side, side_variables
 
 __all__ = ["ModelFrame", "model_frame", "check_frame_arguments", "required_columns", "infinite_in_columns", "nonfinite_error", "nonfinite_rows"]
 
@@ -44,58 +42,55 @@ class ModelFrame:
 
     Attributes
     ----------
-    data : pandas.DataFrame
-        Used columns only, complete rows only, index reset to ``0..n-1``.
+    columns : dict of str -> pandas.Series
+        The used columns, complete rows only, with the user's row labels.
     n_dropped : int
         Rows removed because of missing values (``na_action="drop"``).
-    row_labels : pandas.Index, optional
-        The user's labels of the rows in ``data``, for error messages.
+    row_labels : pandas.Index
+        The user's labels of the rows kept, for error messages.
+    factors : dict of str -> (ndarray, list of str)
+        Codes and level names of each grouping factor (:func:`factor_codes`).
     """
 
-    data: pd.DataFrame
+    columns: dict[str, pd.Series]
     n_dropped: int
-    row_labels: pd.Index | None = None
+    row_labels: pd.Index
+    factors: dict[str, tuple[np.ndarray, list[str]]] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return len(self.row_labels)
+
+    @cached_property
+    def data(self) -> pd.DataFrame:
+        """Used columns only, complete rows only, index reset to ``0..n-1``, text as objects."""
+        return self.frame(list(self.columns))
+
+    def frame(self, names: list[str]) -> pd.DataFrame:
+        """Some of the used columns, as :attr:`data` holds them (built when first asked for:
+        a fit needs only the columns formulaic evaluates)."""
+        if not names:
+            return pd.DataFrame(index=pd.RangeIndex(self.n))
+        out = pd.DataFrame({name: _plain(self.columns[name]) for name in names}, copy=False)
+        out.index = pd.RangeIndex(self.n)
+        return out
+
+    def evaluation_frame(self, looked_up: set[str], source: pd.DataFrame) -> pd.DataFrame:
+        """A frame in which formulaic, looking up the names ``looked_up``, finds what it would find in
+        :attr:`data`: the user's frame ``source`` itself where that holds (every row used, no text
+        to convert, no other column under one of these names), else the used columns among them."""
+        names = [c for c in self.columns if c in looked_up]
+        if (
+            self.n_dropped == 0
+            and not any(isinstance(self.columns[c].dtype, pd.StringDtype) for c in names)
+            and not any(name in source.columns for name in looked_up if name not in self.columns)
+        ):
+            return source
+        return self.frame(names)
 
 
-class _StandIn:
-    """A name while variables are listed: any attribute is another stand-in."""
-
-    def __getattr__(self, name: str) -> "_StandIn":
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return self
-
-
-class _EveryName(Mapping):
-    """A namespace in which every name is defined and none is a stateful transform.
-
-    formulaic (1.2) asks a stateful transform such as ``scale(x)`` for its variables by
-    evaluating its arguments, and lists none when ``x`` is undefined; in this namespace
-    ``scale`` is an ordinary call, so formulaic walks into its arguments and lists ``x``.
-    """
-
-    def __getitem__(self, key: str) -> _StandIn:
-        return _StandIn()
-
-    def __contains__(self, key: object) -> bool:
-        return True
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(())
-
-    def __len__(self) -> int:
-        return 0
-
-
-def _factor_variables(factor: Factor) -> set[str]:
-    names = {str(v) for v in factor.required_variables}  # formulaic's list (knows Q("x") etc.)
-    if factor.eval_method == Factor.EvalMethod.PYTHON:
-        try:
-            found = get_required_variables(factor.expr, _EveryName())
-        except Exception:  # malformed code: evaluating the term reports it, as formulaic does
-            found = set()
-        names |= {str(v.root) for v in found if v.root not in TRANSFORMS}
-    return names
+def _plain(column: pd.Series) -> pd.Series:
+    return column.astype(object) if isinstance(column.dtype, pd.StringDtype) else column
 
 
 def _formula_variables(rhs: str, what: str) -> set[str]:
@@ -106,16 +101,14 @@ def _formula_variables(rhs: str, what: str) -> set[str]:
     >>> sorted(_formula_variables("scale(x) + center(np.log(z)):g + w", "fixed part"))
     ['g', 'w', 'x', 'z']
     """
-    try:
-        parsed = formulaic.Formula(rhs)
-    except Exception as exc:  # formulaic raises several exception types for syntax
-        raise FormulaError(f"cannot parse the {what} {rhs!r}: {exc}") from exc
-    sides = [parsed.lhs, parsed.rhs] if hasattr(parsed, "lhs") else [parsed]
-    return {name for side in sides for term in side for factor in term.factors for name in _factor_variables(factor)}
+    return side_variables(parse_side(rhs, what))
 
 
-def required_columns(formula: MixedFormula) -> list[str]:
+def required_columns(formula: MixedFormula, parts: FormulaParts | None = None) -> list[str]:
     """Data columns a formula refers to, response first.
+
+    ``parts`` is the formula's :class:`~bayesmlm.formula_parts.FormulaParts` where
+    already parsed (else it is parsed here).
 
     Examples
     --------
@@ -125,13 +118,16 @@ def required_columns(formula: MixedFormula) -> list[str]:
     >>> required_columns(parse_formula("y ~ scale(x) + (0 + center(z) | g)"))
     ['y', 'x', 'z', 'g']
     """
+    parts = parts or FormulaParts.parse(formula)
+    response = formula.response.strip()
     names: dict[str, None] = {}
-    names.update(dict.fromkeys(sorted(_formula_variables(f"{formula.response} ~ 1", "response"))))
-    if formula.response.strip().isidentifier():  # keep the response first
-        names = {formula.response.strip(): None, **names}
-    names.update(dict.fromkeys(sorted(_formula_variables(formula.fixed, "fixed part"))))
+    if parts.response is not None:
+        names.update(dict.fromkeys(sorted(parts.variables(parts.response))))
+    if response.isidentifier():  # keep the response first
+        names = {response: None, **names}
+    names.update(dict.fromkeys(sorted(parts.variables(parts.sides[formula.fixed]))))
     for term in formula.random:
-        names.update(dict.fromkeys(sorted(_formula_variables(term.expr, f"term {term.source}"))))
+        names.update(dict.fromkeys(sorted(parts.variables(parts.sides[term.expr]))))
         names.update(dict.fromkeys(term.factor_columns))
     return list(names)
 
@@ -153,11 +149,11 @@ def unknown_column_error(missing: list[str], data: pd.DataFrame, formula: MixedF
     )
 
 
-def _check_response(formula: MixedFormula, data: pd.DataFrame) -> None:
+def _check_response(formula: MixedFormula, columns: Mapping[str, pd.Series]) -> None:
     name = formula.response.strip()
-    if name not in data.columns:
+    if name not in columns:
         return  # an expression such as log(y): checked when it is evaluated
-    col = data[name]
+    col = columns[name]
     if pd.api.types.is_bool_dtype(col) or not pd.api.types.is_numeric_dtype(col):
         sample = ", ".join(map(repr, col.dropna().unique()[:3]))
         raise DataError(
@@ -166,23 +162,26 @@ def _check_response(formula: MixedFormula, data: pd.DataFrame) -> None:
         )
 
 
+def _check_levels(factor: str, levels: list[str], n: int) -> None:
+    if len(levels) < 2:
+        only = repr(levels[0]) if levels else "none"
+        raise DataError(
+            f"grouping factor {factor!r} has {len(levels)} level (only {only}) in the rows used; "
+            "a between-group variance needs at least two groups: drop the term or use more data"
+        )
+    if len(levels) >= n:
+        raise DataError(
+            f"grouping factor {factor!r} has {len(levels)} levels for {n} observations; each group "
+            "needs more than one row or its variance cannot be told apart from the residual"
+        )
+
+
 def check_factor_levels(formula: MixedFormula, data: pd.DataFrame, n: int | None = None) -> None:
     """Every grouping factor needs two or more levels, and fewer levels than the ``n`` rows
     (``len(data)`` by default; a distributed frame passes its total)."""
     n = len(data) if n is None else n
     for factor in formula.factors:
-        _, levels = factor_codes(data, factor)
-        if len(levels) < 2:
-            only = repr(levels[0]) if levels else "none"
-            raise DataError(
-                f"grouping factor {factor!r} has {len(levels)} level (only {only}) in the rows used; "
-                "a between-group variance needs at least two groups: drop the term or use more data"
-            )
-        if len(levels) >= n:
-            raise DataError(
-                f"grouping factor {factor!r} has {len(levels)} levels for {n} observations; each group "
-                "needs more than one row or its variance cannot be told apart from the residual"
-            )
+        _check_levels(factor, factor_codes(data, factor)[1], n)
 
 
 def describe_missing(na_counts: pd.Series) -> str:
@@ -232,6 +231,8 @@ def nonfinite_rows(
     {'b': (2, ['r1', 'r2'])}
     """
     bad = ~np.isfinite(np.asarray(values, dtype=float).reshape(len(labels), -1))
+    if not bad.any():
+        return {}
     labels = np.asarray(labels, dtype=object)
     return {name: (int(col.sum()), labels[col][:first].tolist()) for name, col in zip(names, bad.T) if col.any()}
 
@@ -268,8 +269,32 @@ def check_frame_arguments(data, na_action: str) -> None:
         raise DataError("data has no rows")
 
 
+def _may_miss(column: pd.Series) -> bool:
+    """Whether a column holds missing values (NaN, None, NA), without pandas' generic scan where
+    the dtype answers: numpy integers and booleans cannot, numpy floats are checked by NaN."""
+    dtype = column.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind in "biu":
+        return False
+    if isinstance(dtype, np.dtype) and dtype.kind in "fc":
+        return bool(np.isnan(column.to_numpy()).any())
+    return bool(column.array.isna().any())
+
+
+def _may_be_infinite(column: pd.Series) -> bool:
+    dtype = column.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind in "biu":
+        return False
+    if pd.api.types.is_bool_dtype(column) or not pd.api.types.is_numeric_dtype(column):
+        return False
+    return bool(np.isinf(column.to_numpy(dtype=float)).any())
+
+
 def model_frame(
-    formula: MixedFormula, data: pd.DataFrame, na_action: NaAction = "error", check_levels: bool = True
+    formula: MixedFormula,
+    data: pd.DataFrame,
+    na_action: NaAction = "error",
+    check_levels: bool = True,
+    parts: FormulaParts | None = None,
 ) -> ModelFrame:
     """Select, check and (optionally) de-NA the columns a formula uses.
 
@@ -283,21 +308,29 @@ def model_frame(
     check_levels : bool
         Check the grouping factors' level counts against the rows (off when
         ``data`` holds only some of the rows, as for a distributed frame).
+    parts : FormulaParts, optional
+        The formula's parts as formulaic parsed them, where already parsed.
 
     Returns
     -------
     ModelFrame
     """
     check_frame_arguments(data, na_action)
-    columns = required_columns(formula)
+    columns = required_columns(formula, parts)
     missing = [c for c in columns if c not in data.columns]
     if missing:
         raise unknown_column_error(missing, data, formula)
-    frame = data.loc[:, columns]
-    na_counts = frame.isna().sum()
-    na_counts = na_counts[na_counts > 0]
+    if not data.columns.is_unique:
+        twice = [c for c in columns if int((data.columns == c).sum()) > 1]
+        if twice:
+            raise DataError(f"column(s) {', '.join(map(repr, twice))} appear more than once in the data; rename them")
+    used = {c: data[c].copy() for c in columns}  # copies: the fit keeps these, not the user's whole frame
+    labels = data.index
     n_dropped = 0
-    if len(na_counts):
+    if any(_may_miss(col) for col in used.values()):
+        frame = data.loc[:, columns]
+        na_counts = frame.isna().sum()
+        na_counts = na_counts[na_counts > 0]
         detail = describe_missing(na_counts)
         if na_action == "error":
             raise missing_values_error(detail)
@@ -307,15 +340,16 @@ def model_frame(
         warnings.warn(f"dropped {n_dropped} of {len(data)} rows with missing values in {detail}", stacklevel=3)
         if len(frame) == 0:
             raise DataError("no complete rows remain after dropping missing values")
-    _check_response(formula, frame)
-    infinite = infinite_in_columns(frame)
-    if infinite:
-        raise nonfinite_error(infinite)
-    labels = frame.index
-    frame = plain_strings(frame.reset_index(drop=True))
+        used, labels = {c: frame[c] for c in columns}, frame.index
+    _check_response(formula, used)
+    if any(_may_be_infinite(col) for col in used.values()):
+        raise nonfinite_error(infinite_in_columns(pd.DataFrame(used, copy=False)))
+    column_cache: dict[str, tuple[np.ndarray, list]] = {}  # a column in two factors (a/b) is coded once
+    factors = {factor: _factor_codes(used, factor, column_cache) for factor in formula.factors}
     if check_levels:
-        check_factor_levels(formula, frame)
-    return ModelFrame(frame, n_dropped, labels)
+        for factor, (_, levels) in factors.items():
+            _check_levels(factor, levels, len(labels))
+    return ModelFrame(used, n_dropped, labels, factors)
 
 
 def level_order(values: pd.Series) -> list:
@@ -330,6 +364,33 @@ def level_order(values: pd.Series) -> list:
         return sorted(uniques, key=str)
 
 
+def column_codes(values: pd.Series) -> tuple[np.ndarray, list]:
+    """Level index of each value of one complete factor column, and the levels in
+    :func:`level_order` (by one hashing pass where the dtype allows, else by lookup).
+
+    Examples
+    --------
+    >>> codes, levels = column_codes(pd.Series(["b", "a", "b", "c"]))
+    >>> codes.tolist(), levels
+    ([1, 0, 1, 2], ['a', 'b', 'c'])
+    """
+    dtype = values.dtype
+    plain = isinstance(dtype, pd.StringDtype) or (isinstance(dtype, np.dtype) and dtype.kind in "biufO")
+    if plain:
+        codes, uniques = pd.factorize(values.to_numpy())  # numpy (text as objects): the cheaper hashing
+        if not (codes < 0).any():
+            uniques = list(uniques)
+            try:
+                perm = sorted(range(len(uniques)), key=uniques.__getitem__)
+            except TypeError:  # mixed types: fall back to their text
+                perm = sorted(range(len(uniques)), key=lambda i: str(uniques[i]))
+            rank = np.empty(len(perm), dtype=np.int64)
+            rank[perm] = np.arange(len(perm))
+            return rank[codes], [uniques[i] for i in perm]
+    order = level_order(values)
+    return pd.Index(order).get_indexer(values).astype(np.int64), order
+
+
 def factor_codes(data: pd.DataFrame, factor: str) -> tuple[np.ndarray, list[str]]:
     """Integer codes and level names of a grouping factor (``a`` or ``a:b``).
 
@@ -337,17 +398,38 @@ def factor_codes(data: pd.DataFrame, factor: str) -> tuple[np.ndarray, list[str]
     by the first column's levels, then the next (as R's ``a:b`` then
     ``factor()``), and named ``"la:lb"``.
     """
+    return _factor_codes({col: data[col] for col in factor.split(":")}, factor)
+
+
+def _factor_codes(
+    columns: Mapping[str, pd.Series], factor: str, cache: dict | None = None
+) -> tuple[np.ndarray, list[str]]:
+    cache = {} if cache is None else cache
     cols = factor.split(":")
     comp_codes = []
     comp_names = []
     for col in cols:
-        order = level_order(data[col])
-        index = pd.Index(order)
-        comp_codes.append(index.get_indexer(data[col]))
-        comp_names.append([str(v) for v in order])
+        if col not in cache:
+            codes, order = column_codes(columns[col])
+            cache[col] = codes, [str(v) for v in order]
+        comp_codes.append(cache[col][0])
+        comp_names.append(cache[col][1])
     if len(cols) == 1:
-        return comp_codes[0].astype(np.int64), comp_names[0]
-    stacked = np.column_stack(comp_codes)
-    combos, codes = np.unique(stacked, axis=0, return_inverse=True)
-    names = [":".join(comp_names[j][c] for j, c in enumerate(row)) for row in combos]
+        return comp_codes[0], comp_names[0]
+    # the combinations present, in the order of their components' levels (first column first):
+    # one integer per row in mixed radix sorts as the rows would lexicographically
+    if np.prod([float(len(names)) for names in comp_names]) >= 2.0**62:
+        combos, codes = np.unique(np.column_stack(comp_codes), axis=0, return_inverse=True)
+        names = [":".join(comp_names[j][c] for j, c in enumerate(row)) for row in combos]
+        return codes.reshape(-1).astype(np.int64), names
+    key = np.zeros(len(comp_codes[0]), dtype=np.int64)
+    for codes, names in zip(comp_codes, comp_names):
+        key = key * len(names) + codes
+    combos, codes = np.unique(key, return_inverse=True)
+    parts = []
+    for names in reversed(comp_names):
+        parts.append(combos % len(names))
+        combos = combos // len(names)
+    parts.reverse()
+    names = [":".join(comp_names[j][c] for j, c in enumerate(row)) for row in zip(*parts)]
     return codes.reshape(-1).astype(np.int64), names

@@ -26,13 +26,24 @@ For crossed factors the combined coefficient of each combination of the first
 two factors' levels is shown as well (intercept = I + I1 + I2, slope = S + S1
 + S2), for every combination, including those absent from the data: the
 mixed model predicts them, no pooling (a least-squares fit within the
-combination) cannot. Examples: :func:`pooling`.
+combination) cannot.
+
+Models with a response family (a :func:`bayesmlm.glmer` fit, a posterior of
+``bm.sample(..., family=...)``) are pooled on the link scale: no pooling is each
+level's own maximum-likelihood GLM estimate with the fixed part and the other
+factors' effects held as an offset, complete pooling one GLM of all rows, partial
+pooling glmer's ``coef()`` and the posterior means (:mod:`bayesmlm.pooling_glm`; a
+level its own rows cannot identify, e.g. all counts 0, is NaN with the reason in
+the ``note`` column). The "lmer" approach and column then hold the glmer fit, and
+its pooling factor uses the Laplace approximation's conditional variances. Examples:
+:func:`pooling`.
 """
 
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -41,6 +52,12 @@ from matplotlib.figure import Figure
 
 from .design import Design, build_design, crossed_pair
 from .errors import DataError
+from .families import Family
+
+if TYPE_CHECKING:
+    from .bayes.result import BayesFit
+    from .freq.glmer_result import GlmerFit
+    from .freq.result import FreqFit
 
 __all__ = [
     "Pooling",
@@ -52,6 +69,7 @@ __all__ = [
     "pooling_factor",
     "pooling_factors",
     "posterior_effects",
+    "pooling_from_fits",
     "APPROACHES",
 ]
 
@@ -238,14 +256,29 @@ def _inverse_diagonal_blocks(M: sp.spmatrix, first: tuple[int, int], rest: list[
     return out
 
 
+def _is_glmer(fit) -> bool:
+    from .pooling_glm import _is_glmer as is_glmer
+
+    return is_glmer(fit)
+
+
 def _relative_system(fit) -> tuple[sp.csc_matrix, list[np.ndarray]]:
-    """``M = Lambda' Z'Z Lambda + I`` and each block's relative factor ``L`` (``Lambda = blockdiag(I (x) L)``)."""
+    """``M = Lambda' Z'WZ Lambda + I`` and each block's relative factor ``L`` (``Lambda = blockdiag(I (x) L)``).
+
+    ``W`` is the identity for lmer and the IRLS weights at the conditional modes for
+    glmer (the Laplace approximation's curvature; glmer's covariances are relative already).
+    """
     from .freq.estimates import relative_factor
 
     design = fit.design
-    factors = [relative_factor(cov / fit.sigma**2) for cov in fit.estimates.covariances]
+    if _is_glmer(fit):
+        factors = [relative_factor(cov) for cov in fit.estimates.covariances]
+        ZtWZ = design.Z.T @ sp.diags(fit.working_weights()) @ design.Z
+    else:
+        factors = [relative_factor(cov / fit.sigma**2) for cov in fit.estimates.covariances]
+        ZtWZ = design.sufficient_stats().ZtZ
     Lam = sp.block_diag([sp.kron(sp.identity(b.n_levels), L) for b, L in zip(design.blocks, factors)], format="csc")
-    return (Lam.T @ design.sufficient_stats().ZtZ @ Lam + sp.identity(design.q)).tocsc(), factors
+    return (Lam.T @ ZtWZ @ Lam + sp.identity(design.q)).tocsc(), factors
 
 
 def conditional_variances(fit) -> dict[str, np.ndarray]:
@@ -254,10 +287,14 @@ def conditional_variances(fit) -> dict[str, np.ndarray]:
     ``Var(b | y) = sigma^2 Lambda (Lambda' Z'Z Lambda + I)^-1 Lambda'`` at the
     estimated variance components, with the fixed effects held at their
     estimates (as lme4 does); only the per-level diagonal blocks are formed.
+    For a glmer fit ``Z'Z`` becomes ``Z'WZ`` with ``W`` the IRLS weights at the
+    conditional modes: the inverse curvature of the penalised deviance there
+    (the Laplace approximation), and ``sigma`` is lme4's ``sigma()`` (1 for the
+    binomial, Poisson and negative binomial).
 
     Parameters
     ----------
-    fit : FreqFit
+    fit : FreqFit or GlmerFit
 
     Returns
     -------
@@ -271,6 +308,15 @@ def conditional_variances(fit) -> dict[str, np.ndarray]:
     >>> fit = bm.lmer("Yield ~ 1 + (1 | Batch)", bm.datasets.load("dyestuff"))
     >>> tau2, s2 = fit.varcorr().vcov[0], fit.sigma**2
     >>> bool(np.allclose(conditional_variances(fit)["Batch"][:, 0, 0], tau2 * s2 / (5 * tau2 + s2)))
+    True
+
+    A Poisson random intercept (log link, ``W = mu``): ``tau^2 / (1 + tau^2 sum_i mu_i)`` over each brood's rows.
+
+    >>> ticks = bm.datasets.load("grouseticks")
+    >>> g = bm.glmer("TICKS ~ YEAR + (1 | BROOD)", ticks, family="poisson")
+    >>> mu_sum = pd.Series(g.fitted()).groupby(ticks.BROOD.to_numpy()).sum()[g.ranef()["BROOD"].index]
+    >>> tau2 = g.varcorr().vcov[0]
+    >>> bool(np.allclose(conditional_variances(g)["BROOD"][:, 0, 0], tau2 / (1 + tau2 * mu_sum)))
     True
     """
     design = fit.design
@@ -355,9 +401,14 @@ def pooling_factors(fit=None, post=None) -> pd.DataFrame:
     estimates, so with few levels (uncertain SDs) it can differ from the
     posterior's. A component estimated at 0 pools completely (1).
 
+    For a model with a response family the effects are on the link scale: the
+    ``lmer`` column takes a glmer fit's conditional modes and the Laplace
+    approximation's conditional covariance (:func:`conditional_variances`), and
+    the posterior's factor is the same draws-based formula.
+
     Parameters
     ----------
-    fit : FreqFit, optional
+    fit : FreqFit or GlmerFit, optional
     post : BayesFit, optional
         At least one of the two.
 
@@ -369,7 +420,11 @@ def pooling_factors(fit=None, post=None) -> pd.DataFrame:
     Raises
     ------
     DataError
-        When ``fit`` and ``post`` were fitted to different data.
+        When ``fit`` and ``post`` were fitted to different data (for a family, also
+        different trials, weights or offsets).
+    TypeError, ValueError
+        An lmer fit with a family posterior (or a glmer fit with a gaussian one), or
+        different families.
 
     Examples
     --------
@@ -384,9 +439,9 @@ def pooling_factors(fit=None, post=None) -> pd.DataFrame:
     if fit is None and post is None:
         raise ValueError("pooling_factors needs an lmer fit, a posterior, or both")
     if fit is not None and post is not None:
-        from .priors.rules import require_same_data
+        from .pooling_glm import require_same_fits
 
-        require_same_data({"fit": fit.design, "posterior": post.design}, "pooling_factors")
+        require_same_fits(fit, post, "pooling_factors")
     design = fit.design if fit is not None else post.design
     columns = {}
     if fit is not None:
@@ -404,12 +459,19 @@ def pooling_factors(fit=None, post=None) -> pd.DataFrame:
     return pd.DataFrame({"levels": levels, **columns}, index=index)
 
 
-def _long(table: pd.DataFrame, approach: str, factor: str, counts: pd.Series) -> pd.DataFrame:
+_GAUSSIAN_NOTE = "not identified: too few rows, or a varying column constant within the level"
+
+
+def _long(table: pd.DataFrame, approach: str, factor: str, counts: pd.Series, notes: dict | None = None,
+          scale: str = "response scale") -> pd.DataFrame:
     out = table.rename_axis("level").reset_index().melt(id_vars="level", var_name="term", value_name="estimate")
     out["level"] = out["level"].astype(str)
     out.insert(0, "factor", factor)
     out.insert(0, "approach", approach)
     out["n"] = out["level"].map(counts).fillna(0).astype(int)
+    out["scale"] = scale
+    notes = {str(k): v for k, v in (notes or {}).items()}
+    out["note"] = [notes.get(level, "") for level in out["level"]]
     return out
 
 
@@ -420,11 +482,20 @@ class Pooling:
     Attributes
     ----------
     table : pandas.DataFrame
-        Tidy: ``approach, factor, level, term, estimate, n`` (``n`` = rows of
-        that group; 0 for crossed combinations absent from the data).
+        Tidy: ``approach, factor, level, term, estimate, n, scale, note`` (``n`` =
+        rows of that group, 0 for crossed combinations absent from the data;
+        ``scale`` the scale of the estimates, e.g. ``"log scale"``; ``note`` why an
+        estimate is NaN, '' otherwise).
     design : Design
     factors : pandas.DataFrame
         Pooling factor per factor and varying column (:func:`pooling_factors`).
+    scale : str
+        ``"response scale"`` for a gaussian model, else the link's (``"logit scale"``).
+    family : Family or None
+        The response family (None: gaussian).
+    messages : tuple of str
+        Problems of the fits behind the whole table, e.g. glmer's complete separation
+        (its partial-pooling estimates along the separated fixed effects are then meaningless).
 
     Examples
     --------
@@ -439,6 +510,30 @@ class Pooling:
     table: pd.DataFrame
     design: Design
     factors: pd.DataFrame
+    scale: str = "response scale"
+    family: object = None
+    messages: tuple[str, ...] = ()
+
+    def notes(self) -> pd.DataFrame:
+        """Estimates left out (NaN) and why: one row per approach, factor and level.
+
+        Problems of a whole fit (:attr:`messages`, e.g. glmer's separation) come first, with
+        factor and level ``"(all)"``.
+
+        Examples
+        --------
+        >>> import bayesmlm as bm
+        >>> ticks = bm.datasets.load("grouseticks")
+        >>> pool = bm.pooling("TICKS ~ YEAR + (1 | BROOD)", ticks, family="poisson", bayes=False)
+        >>> pool.notes().query("approach == 'no pooling'").shape[0]  # broods without a single tick
+        22
+        """
+        part = self.table.loc[self.table["note"] != "", ["approach", "factor", "level", "note"]].drop_duplicates()
+        if self.messages:
+            whole = pd.DataFrame({"approach": "partial pooling (lmer)", "factor": "(all)", "level": "(all)",
+                                  "note": list(self.messages)})
+            part = pd.concat([whole, part])
+        return part.reset_index(drop=True)
 
     def coefficients(self, factor: str, approach: str) -> pd.DataFrame:
         """levels x terms for one factor (or combination ``"A:B"``) and approach."""
@@ -464,12 +559,20 @@ class Pooling:
         factor : str, optional
             A grouping factor, or ``"A:B"`` for crossed combinations. Default:
             the combinations when there are crossed factors, else the first factor.
+
+        For a model with a response family the figure has one panel per
+        coefficient instead: each level's estimate by approach on the link scale
+        (:func:`bayesmlm.pooling_glm.plot_family_pooling`).
         """
-        x_name = self._predictor()
         factors = list(dict.fromkeys(self.table.factor))
         factor = factor or factors[-1]
         if factor not in factors:
             raise KeyError(f"no factor {factor!r}; choose one of {factors}")
+        if self.family is not None:
+            from .pooling_glm import plot_family_pooling
+
+            return plot_family_pooling(self, factor, max_levels=max_panels)
+        x_name = self._predictor()
         data = self.design.data
         x = np.asarray(data[x_name], dtype=float) if x_name in data else self.design.X[:, self.design.fixed_names.index(x_name)]
         keys = _row_keys(data, factor)
@@ -504,7 +607,41 @@ def _row_keys(data: pd.DataFrame, factor: str) -> np.ndarray:
     return level_keys(data, factor).astype(str)
 
 
-def _crossed_rows(design: Design, pair, fit, post, lmer_coef, bayes_coef) -> list[pd.DataFrame]:
+def _group_estimates(design: Design, rows, values: np.ndarray, codes: np.ndarray,
+                     n: int) -> tuple[np.ndarray, list[str]]:
+    """Per-group fits of the response on ``values`` (offset: the model's own): least squares or the family's GLM."""
+    if rows is None:
+        est = _group_ols(values, design.y, codes, n)
+        return est, [_GAUSSIAN_NOTE if np.isnan(e).any() else "" for e in est]
+    from .pooling_glm import group_glm
+
+    return group_glm(values, rows, rows.offset, codes, n, list(design.fixed_names))
+
+
+def _unpooled(design: Design, rows, factor: str, effects: Effects) -> tuple[pd.DataFrame, dict]:
+    """No pooling of one factor and the reasons for its NaN levels."""
+    if rows is None:
+        table = no_pooling(design, factor, effects)
+        return table, {level: _GAUSSIAN_NOTE for level in table.index[table.isna().all(axis=1)]}
+    from .pooling_glm import glm_no_pooling
+
+    table = glm_no_pooling(design, rows, factor, effects)
+    return table, table.attrs["notes"]
+
+
+def _complete(design: Design, rows) -> tuple[pd.Series, str]:
+    """Complete pooling and, when it is NaN, why."""
+    if rows is None:
+        pooled = complete_pooling(design)
+        return pooled, _GAUSSIAN_NOTE if pooled.isna().any() else ""
+    from .pooling_glm import glm_complete_pooling
+
+    pooled = glm_complete_pooling(design, rows)
+    return pooled, pooled.attrs["note"]
+
+
+def _crossed_rows(design: Design, pair, fit, post, lmer_coef, bayes_coef, rows=None,
+                  scale: str = "response scale") -> list[pd.DataFrame]:
     """Combined coefficients for every combination of the crossed pair's levels."""
     a, b = pair
     name = f"{a.factor}:{b.factor}"
@@ -512,10 +649,13 @@ def _crossed_rows(design: Design, pair, fit, post, lmer_coef, bayes_coef) -> lis
     keys = np.char.add(np.char.add(np.asarray(a.levels, dtype=str)[a.codes], ":"), np.asarray(b.levels, dtype=str)[b.codes])
     counts = pd.Series(keys).value_counts()
     code = pd.Index(combos).get_indexer(keys)
+    est, reasons = _group_estimates(design, rows, design.X, code, len(combos))
+    pooled, pooled_note = _complete(design, rows)
     out = [
-        _long(pd.DataFrame(_group_ols(design.X, design.y, code, len(combos)), index=combos, columns=design.fixed_names),
-              "no pooling", name, counts),
-        _long(pd.DataFrame([complete_pooling(design)] * len(combos), index=combos), "complete pooling", name, counts),
+        _long(pd.DataFrame(est, index=combos, columns=design.fixed_names), "no pooling", name, counts,
+              {c: r for c, r in zip(combos, reasons) if r}, scale),
+        _long(pd.DataFrame([pooled] * len(combos), index=combos), "complete pooling", name, counts,
+              dict.fromkeys(combos, pooled_note) if pooled_note else None, scale),
     ]
 
     def combined(coef: dict[str, pd.DataFrame], fixed: pd.Series) -> pd.DataFrame:
@@ -523,9 +663,10 @@ def _crossed_rows(design: Design, pair, fit, post, lmer_coef, bayes_coef) -> lis
         rows = [ta.loc[la] + tb.loc[lb] - fixed for la, lb in itertools.product(a.levels, b.levels)]
         return pd.DataFrame(rows, index=combos)
 
-    out.append(_long(combined(lmer_coef, fit.fixef()), "partial pooling (lmer)", name, counts))
+    out.append(_long(combined(lmer_coef, fit.fixef()), "partial pooling (lmer)", name, counts, scale=scale))
     if bayes_coef is not None:
-        out.append(_long(combined(bayes_coef, post.fixef()["mean"]), "partial pooling (Bayes)", name, counts))
+        out.append(_long(combined(bayes_coef, post.fixef()["mean"]), "partial pooling (Bayes)", name, counts,
+                         scale=scale))
     return out
 
 
@@ -546,29 +687,46 @@ def pooling(
     post=None,
     bayes: bool = True,
     sample_kwargs: dict | None = None,
+    family: str | Family | None = None,
+    link: str | None = None,
+    trials: str | np.ndarray | None = None,
+    weights: str | np.ndarray | None = None,
+    offset: str | np.ndarray | None = None,
 ) -> Pooling:
     """No pooling, complete pooling and partial pooling (lmer and Bayesian) per group, and pooling factors.
 
     No pooling per factor uses the lmer estimates of the fixed part and of the
-    other factors' effects for the partial residual (module docstring).
+    other factors' effects for the partial residual (module docstring). For a
+    model with a response family everything is on the link scale, lmer is
+    glmer, and no pooling is each level's maximum-likelihood GLM with those
+    estimates as an offset (:mod:`bayesmlm.pooling_glm`).
 
     Parameters
     ----------
     formula : str
         lme4 formula.
     data : pandas.DataFrame
-    fit : FreqFit, optional
-        lmer fit to reuse (else fitted here).
+    fit : FreqFit or GlmerFit, optional
+        lmer (glmer, for a family) fit to reuse (else fitted here).
     post : BayesFit, optional
         Posterior to reuse. Without one, ``bayes=True`` samples with
-        ``bm.sample(formula, data, **sample_kwargs)``.
+        ``bm.sample(formula, data, **sample_kwargs)`` (with the family and its arguments).
     bayes : bool
         Include Bayesian partial pooling.
+    sample_kwargs : dict, optional
+        Passed to :func:`bayesmlm.sample` (draws, chains, seed, priors...).
+    family : str or Family, optional
+        A response family (``"poisson"``, ``"bernoulli"``, ``"binomial"``, ``"negbinomial"``,
+        ``"gamma"``); taken from ``fit`` or ``post`` when they have one.
+    link, trials, weights, offset : optional
+        As for :func:`bayesmlm.sample` (``trials``: binomial trials, the response then
+        being the successes).
 
     Returns
     -------
     Pooling
-        ``.table`` (tidy), ``.factors`` (pooling factors) and ``.plot()`` (faceted figure).
+        ``.table`` (tidy), ``.factors`` (pooling factors), ``.notes()`` (estimates
+        left out, and why) and ``.plot()`` (faceted figure).
 
     Raises
     ------
@@ -576,6 +734,9 @@ def pooling(
         When ``fit`` or ``post`` was fitted to other data than ``data`` (row
         count, response values, fixed-effects columns or grouping levels differ;
         the message says which and how).
+    TypeError, ValueError
+        An lmer fit for a family model, fits of different families, or a family
+        glmer does not fit (``student``, ``lognormal``, gaussian with weights).
 
     Examples
     --------
@@ -588,39 +749,79 @@ def pooling(
     [21.76, 10.47, 19.67]
     >>> pool.factors["lmer"].round(2).tolist()  # 0 = no pooling, 1 = complete pooling
     [0.24, 0.15]
+
+    A binomial model, on the logit scale (herd 1's own log-odds against glmer's and the pooled ones):
+
+    >>> cbpp = bm.datasets.load("cbpp")
+    >>> herds = pooling("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp, family="binomial",
+    ...                 bayes=False)
+    >>> herds.scale, herds.table.query("level == '1' and term == 'Intercept'").estimate.round(2).tolist()
+    ('logit scale', [-0.58, -1.27, -0.81])
     """
     from .bayes.sample import sample
     from .freq.lmer import lmer
+    from .pooling_glm import _family_fits, _model_family
     from .priors.rules import require_same_data
 
-    if (post is not None and getattr(post.design, "family", None) is not None) or (
-            sample_kwargs and sample_kwargs.get("family") not in (None, "gaussian")):
-        raise NotImplementedError(
-            "pooling() is for gaussian models (its no-pooling estimates are least squares); for a model with a "
-            "response family use bm.compare(glmer_fit, post), whose pooling table has the posterior's pooling factors"
-        )
+    chosen = _model_family(fit, post, family, link, trials, weights, offset, sample_kwargs)
+    if chosen is not None:
+        fit, post = _family_fits(formula, data, chosen, fit=fit, post=post, bayes=bayes, sample_kwargs=sample_kwargs,
+                                link=link, trials=trials, weights=weights, offset=offset)
+        return pooling_from_fits(fit, post)
     if fit is None:
         fit = lmer(formula, data)
     else:
         require_same_data({"data": build_design(formula, data, na_action="drop"), "fit": fit.design}, "pooling")
-    design = fit.design
     if post is None and bayes:
         post = sample(formula, data, freq=fit, **(sample_kwargs or {}))
-    elif post is not None:
-        require_same_data({"fit": design, "posterior": post.design}, "pooling")
+    return pooling_from_fits(fit, post)
+
+
+def pooling_from_fits(fit: FreqFit | GlmerFit, post: BayesFit | None = None) -> Pooling:
+    """:func:`pooling` of fits already made: an lmer or glmer fit and, optionally, a posterior of the same model.
+
+    Parameters
+    ----------
+    fit : FreqFit or GlmerFit
+    post : BayesFit, optional
+        Of the same model and data (for a glmer fit: of the same family).
+
+    Returns
+    -------
+    Pooling
+
+    Examples
+    --------
+    >>> import bayesmlm as bm
+    >>> fit = bm.glmer("TICKS ~ YEAR + (1 | BROOD)", bm.datasets.load("grouseticks"), family="poisson")
+    >>> pool = pooling_from_fits(fit)
+    >>> pool.scale, pool.factors.columns.tolist()
+    ('log scale', ['levels', 'lmer'])
+    """
+    from .pooling_glm import glm_rows, link_scale, require_same_fits
+
+    if post is not None:
+        require_same_fits(fit, post, "pooling")
+    design = fit.design
+    effects = (fit.fixef(), fit.ranef())
+    rows, family = (glm_rows(fit), fit.family) if _is_glmer(fit) else (None, None)
+    scale = link_scale(family)
     lmer_coef = fit.coef()
     bayes_coef = _bayes_means(post) if post is not None else None
+    pooled, pooled_note = _complete(design, rows)
     parts = []
-    pooled = complete_pooling(design)
     for block in design.blocks:
         counts = pd.Series(block.codes).value_counts().rename(index=dict(enumerate(block.levels)))
-        parts.append(_long(no_pooling(design, block.factor, (fit.fixef(), fit.ranef())), "no pooling", block.factor, counts))
+        unpooled, notes = _unpooled(design, rows, block.factor, effects)
+        parts.append(_long(unpooled, "no pooling", block.factor, counts, notes, scale))
         same = pd.DataFrame([pooled] * block.n_levels, index=block.levels)
-        parts.append(_long(same, "complete pooling", block.factor, counts))
-        parts.append(_long(lmer_coef[block.factor], "partial pooling (lmer)", block.factor, counts))
+        parts.append(_long(same, "complete pooling", block.factor, counts,
+                           dict.fromkeys(block.levels, pooled_note) if pooled_note else None, scale))
+        parts.append(_long(lmer_coef[block.factor], "partial pooling (lmer)", block.factor, counts, scale=scale))
         if bayes_coef is not None:
-            parts.append(_long(bayes_coef[block.factor], "partial pooling (Bayes)", block.factor, counts))
+            parts.append(_long(bayes_coef[block.factor], "partial pooling (Bayes)", block.factor, counts, scale=scale))
     pair = crossed_pair(design)
     if pair is not None:
-        parts += _crossed_rows(design, pair, fit, post, lmer_coef, bayes_coef)
-    return Pooling(pd.concat(parts, ignore_index=True), design, pooling_factors(fit, post))
+        parts += _crossed_rows(design, pair, fit, post, lmer_coef, bayes_coef, rows, scale)
+    messages = (f"glmer: {fit.separation_message()}",) if family is not None and fit.separation else ()
+    return Pooling(pd.concat(parts, ignore_index=True), design, pooling_factors(fit, post), scale, family, messages)

@@ -1,8 +1,9 @@
 """Prior sensitivity: refit with every prior made narrower and wider, and see what moves.
 
-Each prior's width is multiplied by each factor (``Distribution.scaled``:
-Normal and Student-t sigma, half-distribution scales, the exponential's mean,
-the gamma's scale, the log-normal's median; LKJ priors have no width and stay),
+Each prior's width is multiplied by each factor (:func:`widen`: Normal and
+Student-t sigma, half-distribution scales, the exponential's mean, the gamma's
+scale, and the log-normal's sigma, its width on the log scale, with the median
+kept; LKJ priors have no width and stay),
 the model is refitted, and every posterior summary (mean and interval ends of
 fixed effects, SDs, correlations and sigma) is compared with the original. A
 summary "moves" when it shifts by more than ``threshold`` original posterior
@@ -22,7 +23,12 @@ The noise rule raises the bar: a summary whose ``k`` combined Monte Carlo SEs ex
 when it did not move, is *undetermined*, not stable (as is one without a Monte Carlo SE,
 e.g. from too few draws): the table says so, and the verdict counts them and gives the
 draws per chain that would resolve them (Monte Carlo SEs shrink as ``1 / sqrt(draws)``).
-Examples: :func:`sensitivity`.
+
+Models with a response family (``family=`` among the sampling arguments) work the same
+way: their priors are resolved as ``bm.sample`` resolves them (link-scale defaults,
+empirical priors from glmer), and the family's own parameters (``phi``, ``shape``,
+``nu``, ``sigma``) are scaled and compared like the others; fixed effects and SDs are on
+the link scale. Examples: :func:`sensitivity`.
 """
 
 from __future__ import annotations
@@ -35,16 +41,45 @@ import pandas as pd
 from arviz_stats.base import array_stats
 from scipy import stats
 
+from .priors.distributions import Distribution, LogNormal
 from .priors.spec import PriorSpec
 
-__all__ = ["Sensitivity", "sensitivity", "scale_priors", "mcse_table", "noise_multiplier"]
+__all__ = ["Sensitivity", "sensitivity", "scale_priors", "widen", "mcse_table", "noise_multiplier"]
+
+
+def widen(dist: Distribution, factor: float) -> Distribution:
+    """The prior ``factor`` times as wide, its centre kept: what sensitivity scales.
+
+    :meth:`Distribution.scaled <bayesmlm.priors.distributions.Distribution.scaled>`, except
+    for the log-normal (the prior of the negative binomial's ``phi`` and the Gamma's
+    ``shape``): ``LogNormal.scaled`` rescales the variable, which moves the median by
+    ``factor`` and leaves the spread on the log scale alone; here the log-scale ``sigma``
+    is multiplied instead, so the prior gets wider (or narrower) around the same median.
+
+    Examples
+    --------
+    >>> from bayesmlm.priors import LogNormal, Normal
+    >>> widen(LogNormal(1.5, 2.0), 2), widen(Normal(0, 1), 0.5)
+    (LogNormal(mu=1.5, sigma=4), Normal(mu=0, sigma=0.5))
+    """
+    if isinstance(dist, LogNormal):
+        return LogNormal(dist.mu, dist.sigma * factor)
+    return dist.scaled(factor)
 
 
 def scale_priors(spec: PriorSpec, factor: float) -> PriorSpec:
-    """A copy of ``spec`` with every prior ``factor`` times as wide."""
+    """A copy of ``spec`` with every prior ``factor`` times as wide (:func:`widen`).
+
+    Examples
+    --------
+    >>> from bayesmlm.priors import LogNormal, Normal, PriorSpec
+    >>> wide = scale_priors(PriorSpec({"Intercept": Normal(0, 2), "phi": LogNormal(1.5, 2)}), 2)
+    >>> wide["Intercept"], wide["phi"]
+    (Normal(mu=0, sigma=4), LogNormal(mu=1.5, sigma=4))
+    """
     out = spec.copy()
     for key in list(out):
-        dist = out[key].scaled(factor)
+        dist = widen(out[key], factor)
         out[key] = dist
         out.sources[key] = f"{spec.sources.get(key, '')} (x{factor:g} width)".strip()
     out.meta = {k: v for k, v in spec.meta.items() if k != "data_fingerprint"}
@@ -210,6 +245,23 @@ def _shift_rows(factor: float, reference: pd.DataFrame, other: pd.DataFrame, noi
     return rows
 
 
+def _resolved_priors(formula: str, data: pd.DataFrame, priors, sample_kwargs: dict) -> PriorSpec:
+    """The priors ``bm.sample(formula, data, priors=priors, **sample_kwargs)`` would use (family models too)."""
+    from .bayes.sample import _family_priors, _is_family_model, _resolve_priors
+    from .freq.lmer import make_design
+
+    model = {k: sample_kwargs.get(k) for k in ("link", "trials", "weights", "offset")}
+    family = sample_kwargs.get("family")
+    if not _is_family_model(family, **model):
+        return _resolve_priors(priors, make_design(formula, data, na_action=sample_kwargs.get("na_action", "error")),
+                               sample_kwargs.get("freq"))
+    from .family_design import family_design
+
+    design = family_design(formula, data, family or "gaussian", na_action=sample_kwargs.get("na_action", "error"),
+                           **model)
+    return _family_priors(priors, design, sample_kwargs.get("freq"))
+
+
 def sensitivity(
     formula: str,
     data: pd.DataFrame,
@@ -239,7 +291,8 @@ def sensitivity(
         runs' summaries, so that sampling noise is not reported as sensitivity;
         by default :func:`noise_multiplier` of the number of summaries compared.
     **sample_kwargs
-        Passed to every :func:`bayesmlm.sample` call (draws, chains, seed...).
+        Passed to every :func:`bayesmlm.sample` call (draws, chains, seed..., and for a
+        model with a response family ``family``, ``link``, ``trials``, ``weights``, ``offset``).
 
     Examples
     --------
@@ -251,17 +304,18 @@ def sensitivity(
     (True, True)
     >>> sens.table.scale.unique().tolist()
     [0.5, 2.0]
+
+    A binomial model (link-scale default priors; a family's own parameter, such as the
+    negative binomial's ``phi``, joins the table):
+
+    >>> herds = sensitivity("cbind(incidence, size - incidence) ~ period + (1 | herd)", bm.datasets.load("cbpp"),
+    ...                     family="binomial", draws=300, tune=300, chains=2, seed=1, progressbar=False)
+    >>> sorted(set(herds.table.parameter))
+    ['Intercept', 'period2', 'period3', 'period4', 'sd[herd][Intercept]']
     """
-    from .bayes.sample import _resolve_priors, sample
-    from .freq.lmer import make_design
+    from .bayes.sample import sample
 
-    if sample_kwargs.get("family") not in (None, "gaussian"):
-        raise NotImplementedError(
-            "sensitivity() is not available yet for models with a response family: refit by hand with "
-            "bm.sample(..., family=..., priors=spec) under scaled priors (PriorSpec values' .scaled(factor))"
-        )
-
-    spec = priors if isinstance(priors, PriorSpec) else _resolve_priors(priors, make_design(formula, data), None)
+    spec = priors if isinstance(priors, PriorSpec) else _resolved_priors(formula, data, priors, sample_kwargs)
     base = base if base is not None else sample(formula, data, priors=spec, **sample_kwargs)
     reference, noise = base.parameters(), mcse_table(base)
     k = mcse_multiplier if mcse_multiplier is not None else noise_multiplier(3 * len(reference) * len(scales))

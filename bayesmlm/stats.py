@@ -96,6 +96,50 @@ class SufficientStats:
             raise ValueError("no rows to summarise")
         return total
 
+    @classmethod
+    def from_columns(
+        cls, X: np.ndarray, cols: np.ndarray, vals: np.ndarray, y: np.ndarray, q: int
+    ) -> "SufficientStats":
+        """The statistics of ``Z`` given row by row: ``Z[i, cols[i, a]] = vals[i, a]``, no column twice in a row.
+
+        The same numbers as :meth:`of_chunk` of that ``Z``, to the bit: each cross-product
+        sums the rows in order from 0.0, as SciPy's sparse products do, but without their
+        conversions (most of the cost for a small model). ``ZtZ`` is accumulated dense, so
+        for ``q`` up to a few hundred.
+
+        Examples
+        --------
+        >>> X = np.ones((4, 1)); y = np.arange(4.0)
+        >>> cols = np.array([[0, 2], [0, 3], [1, 2], [1, 3]]); vals = np.ones((4, 2))
+        >>> s = SufficientStats.from_columns(X, cols, vals, y, 4)
+        >>> s.ZtZ.toarray().astype(int).tolist(), s.Zty.tolist()
+        ([[2, 0, 1, 1], [0, 2, 1, 1], [1, 1, 2, 0], [1, 1, 0, 2]], [1.0, 5.0, 2.0, 4.0])
+        """
+        n, width = cols.shape
+        flat = cols.reshape(-1)
+        pair_keys = (cols[:, :, None] * q + cols[:, None, :]).reshape(-1)  # row-major: rows in order
+        pair_vals = (vals[:, :, None] * vals[:, None, :]).reshape(-1)
+        dense = np.bincount(pair_keys, weights=pair_vals, minlength=q * q).reshape(q, q)
+        # SciPy's product keeps the nonzero sums only; ZtZ is symmetric, so its rows are its columns
+        rows, within = np.nonzero(dense)
+        indptr = np.zeros(q + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=q), out=indptr[1:])
+        ZtZ = sp.csc_matrix((dense[rows, within], within, indptr), shape=(q, q))
+        ZtX = np.column_stack(
+            [np.bincount(flat, weights=(vals * X[:, [c]]).reshape(-1), minlength=q) for c in range(X.shape[1])]
+        ) if X.shape[1] else np.zeros((q, 0))
+        return cls(
+            n=n,
+            XtX=X.T @ X,
+            Xty=X.T @ y,
+            yty=float(y @ y),
+            ZtZ=ZtZ,
+            ZtX=ZtX,
+            Zty=np.bincount(flat, weights=(vals * y[:, None]).reshape(-1), minlength=q),
+            Xsum=X.sum(axis=0),
+            ysum=float(y.sum()),
+        )
+
     def column_moments(self) -> tuple[float, float, np.ndarray, np.ndarray]:
         """Mean and SD of y, and of every column of X."""
         mean_y = self.ysum / self.n

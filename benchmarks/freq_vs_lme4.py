@@ -284,7 +284,7 @@ def main() -> None:
         res["lme4"] = lme4 if lme4 else "n/a"
         ours = res["bayesmlm"]
         rows = [res[e] for e in engines]
-        cells = [f"{r['seconds']:13.3f}" if isinstance(r, dict) else f"{r[:13]:>13s}" for r in rows]
+        cells = [f"{r['seconds']:13.4f}" if isinstance(r, dict) else f"{r[:13]:>13s}" for r in rows]
         mems = [f"{r['peak_mb']:11.0f}" if isinstance(r, dict) else f"{'':>11s}" for r in rows]
         ratios = []
         for o in others:
@@ -292,7 +292,7 @@ def main() -> None:
                 ratios.append(f"{ours['seconds'] / res[o]['seconds']:11.2f}x")
             else:
                 ratios.append(f"{'':>12s}")
-        lme4_s = f"{lme4['seconds']:8.3f}" if lme4 else f"{'n/a':>8s}"
+        lme4_s = f"{lme4['seconds']:8.4f}" if lme4 else f"{'n/a':>8s}"
         ll = f"{ours['loglik']:17.4f}" if isinstance(ours, dict) else f"{'':>17s}"
         best = [r["loglik"] for r in res.values() if isinstance(r, dict)]
         dll = f"{ours['loglik'] - max(best):9.1e}" if isinstance(ours, dict) else ""

@@ -198,13 +198,16 @@ def test_pymc_sampler_gives_the_same_family_posterior(cbpp, cbpp_post) -> None:
         assert abs(a.mean() - b.mean()) < 0.15 * a.std(), key
 
 
-def test_gaussian_only_tools_say_so(cbpp_post, cbpp, tmp_path) -> None:
-    with pytest.raises(NotImplementedError, match="report is not available"):
-        bm.report(cbpp_post, tmp_path / "r.html")
-    with pytest.raises(NotImplementedError, match="pooling"):
-        bm.pooling(CBPP_FORMULA, cbpp, post=cbpp_post)
-    with pytest.raises(NotImplementedError, match="sensitivity"):
-        bm.sensitivity(CBPP_FORMULA, cbpp, family="binomial")
+def test_family_tools_refuse_a_gaussian_fit(cbpp_post, cbpp, tmp_path) -> None:
+    # report, pooling and sensitivity take family models (tests/test_families_pooling_report.py); an lmer fit
+    # in place of the glmer fit is refused before any work
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bm.SingularFitWarning)
+        lmer_fit = bm.lmer("incidence ~ period + (1 | herd)", cbpp)
+    with pytest.raises(TypeError, match="bm.glmer fit"):
+        bm.report(cbpp_post, tmp_path / "r.html", freq=lmer_fit)
+    with pytest.raises(TypeError, match="bm.glmer fit"):
+        bm.pooling(CBPP_FORMULA, cbpp, fit=lmer_fit, post=cbpp_post)
 
 
 def test_prior_predictive_draws_counts_from_the_family(counts) -> None:

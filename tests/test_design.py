@@ -81,3 +81,37 @@ def test_chunk_size_does_not_change_statistics(chunk_rows: int) -> None:
     s = SufficientStats.from_arrays(d.X, d.Z, d.y, chunk_rows=chunk_rows)
     assert s.yty == pytest.approx(float(d.y @ d.y))
     np.testing.assert_allclose(s.ZtZ.diagonal(), np.full(6, 5.0))
+
+
+@pytest.mark.parametrize(
+    "formula, data",
+    [
+        ("Reaction ~ Days + (Days | Subject)", "sleepstudy"),
+        ("rt ~ cond + (cond || subj) + (cond | item)", "crossed_slopes"),
+        ("strength ~ 1 + (1 | batch/cask)", "pastes"),
+        ("Reaction ~ 0 + (1 | Subject)", "sleepstudy"),
+    ],
+)
+def test_statistics_from_blocks_are_the_sparse_products(formula: str, data: str) -> None:
+    d = build_design(formula, load_data(data))
+    direct, sparse = d.sufficient_stats(), SufficientStats.from_arrays(d.X, d.Z, d.y)
+    for name in ("XtX", "Xty", "ZtX", "Zty"):
+        np.testing.assert_array_equal(getattr(direct, name), getattr(sparse, name))
+    assert direct.yty == sparse.yty
+    for name in ("indptr", "indices", "data"):  # same pattern, same numbers, to the bit
+        np.testing.assert_array_equal(getattr(direct.ZtZ, name), getattr(sparse.ZtZ, name))
+
+
+def test_one_formulaic_matrix_for_x_and_one_plus_x(sleepstudy: pd.DataFrame) -> None:
+    d = build_design("Reaction ~ Days + (Days | Subject)", sleepstudy)
+    assert d.blocks[0].specs[0] is d.fixed_spec
+    np.testing.assert_array_equal(d.blocks[0].values, d.X)
+    assert not np.shares_memory(d.blocks[0].values, d.X)
+
+
+def test_model_frame_holds_used_columns_text_as_objects() -> None:
+    df = load_data("cake").set_index(np.arange(270) * 2)
+    data = build_design("angle ~ recipe + (1 | replicate)", df).data
+    assert list(data.columns) == ["angle", "recipe", "replicate"]
+    assert data.index.equals(pd.RangeIndex(270)) and data.recipe.dtype == object
+    pd.testing.assert_series_equal(data.angle, df.angle.reset_index(drop=True))

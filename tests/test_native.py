@@ -197,3 +197,14 @@ def test_callback_reports_only_a_failed_factorisation_as_recoverable(data: pd.Da
     with pytest.raises(ValueError):
         broken.logp_and_grad(np.zeros(native.n_dim))
     assert _call_logp_callback(broken, np.zeros(native.n_dim)) == ERROR_DEFECT < 0
+
+
+def test_warmup_command_fills_the_kernel_cache(capsys) -> None:
+    """`bayesmlm warmup` (run by ./dev after installing) compiles or loads every kernel and says so."""
+    from bayesmlm.bayes.native import compiled_callbacks
+    from bayesmlm.bayes.noncentred import noncentred_callbacks
+    from bayesmlm.cli import main
+
+    assert main(["warmup"]) == 0
+    assert "compiled kernels ready" in capsys.readouterr().out
+    assert compiled_callbacks.cache_info().currsize == 1 and noncentred_callbacks.cache_info().currsize == 1

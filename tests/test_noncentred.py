@@ -6,7 +6,10 @@ density minus its log Jacobian (log transforms: the log values themselves; the c
 factor: by finite differences, independently of the code under test) must differ from PyMC's
 ``logp(jacobian=False)`` by the same constant everywhere. Gradients are checked against
 central differences. One kernel serves every family, so the models below together cover
-every family and link pair that ``bm.sample`` uses by default.
+every family and link pair that ``bm.sample`` uses by default. The PyMC model is non-centred, so
+those comparisons pack every factor non-centred; the centred packing is checked against the
+non-centred one by the change of variables ``r = T z``, and the gaussian packing that integrates
+the fixed effects out against a numerical integral of the full density over them.
 """
 
 from __future__ import annotations
@@ -114,7 +117,7 @@ def test_compiled_density_equals_pymc_model(formula, family, args, data) -> None
     design = family_design(formula, data, family, **args)
     priors = varied_priors(design)
     assert noncentred_supports(design, priors) is None
-    native = NativeNonCentred.from_design(design, priors)
+    native = NativeNonCentred.from_design(design, priors, centred=[False] * len(design.blocks))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = build_model(design, priors)
@@ -131,7 +134,7 @@ def test_compiled_density_equals_pymc_model(formula, family, args, data) -> None
 @pytest.mark.parametrize("formula,family,args", CASES, ids=[f"{c[1]}-{i}" for i, c in enumerate(CASES)])
 def test_compiled_gradient_matches_central_differences(formula, family, args, data) -> None:
     design = family_design(formula, data, family, **args)
-    native = NativeNonCentred.from_design(design, varied_priors(design))
+    native = NativeNonCentred.from_design(design, varied_priors(design), centred=[False] * len(design.blocks))
     rng = np.random.default_rng(2)
     x = native.start + rng.normal(size=native.n_dim) * 0.5
     _, grad = native.logp_and_grad(x)
@@ -146,8 +149,8 @@ def test_gaussian_design_without_family_equals_pymc_model(data) -> None:
 
     design = build_design("cont ~ x1 + (x1 | g) + (1 | h)", data)
     priors = varied_priors(design)
-    native = NativeNonCentred.from_design(design, priors)
-    assert native.names[-1] == "sigma"
+    native = NativeNonCentred.from_design(design, priors, centred=[False] * len(design.blocks))
+    assert native.names[-1] == "sigma" and not native.fixed_integrated  # a StudentT prior on x1
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = build_model(design, priors)
@@ -163,3 +166,95 @@ def test_gaussian_design_without_family_equals_pymc_model(data) -> None:
     numeric = np.array([(native.logp_and_grad(x + h)[0] - native.logp_and_grad(x - h)[0]) / 2e-6
                         for h in np.eye(native.n_dim) * 1e-6])
     np.testing.assert_allclose(native.logp_and_grad(x)[1], numeric, rtol=1e-5, atol=1e-4)
+
+
+def _z_to_r(native, design, x):
+    """The centred packing's point for the non-centred point ``x`` (``r = T z``), and sum of log det T."""
+    expanded = native.expand(x)
+    xc = x.copy()
+    t = design.p + native.n_dim - design.p - sum(b.n_effects for b in design.blocks) - len(
+        bm.priors.spec.family_parameters(design))
+    log_det = 0.0
+    for b in design.blocks:
+        xc[t:t + b.n_effects] = expanded[f"r[{b.factor}]"].ravel()
+        cor = expanded.get(f"cor[{b.factor}]", np.eye(b.n_cols))
+        log_det += b.n_levels * np.sum(np.log(np.atleast_1d(expanded[f"sd[{b.factor}]"]) * np.diag(np.linalg.cholesky(cor))))
+        t += b.n_effects
+    return xc, log_det
+
+
+@pytest.mark.parametrize("formula,family,args", CASES[:4], ids=[f"{c[1]}-{i}" for i, c in enumerate(CASES[:4])])
+def test_centred_packing_is_the_same_posterior(formula, family, args, data) -> None:
+    """Centred density at r = T z equals the non-centred one at z less the Jacobian sum_F J_F log det T_F."""
+    design = family_design(formula, data, family, **args)
+    priors = varied_priors(design)
+    flags = [False] * len(design.blocks)
+    non_centred = NativeNonCentred.from_design(design, priors, centred=flags)
+    centred = NativeNonCentred.from_design(design, priors, centred=[True] * len(design.blocks))
+    rng = np.random.default_rng(4)
+    for _ in range(3):
+        x = non_centred.start + rng.normal(size=non_centred.n_dim) * 0.5
+        xc, log_det = _z_to_r(non_centred, design, x)
+        assert centred.logp_and_grad(xc)[0] + log_det == pytest.approx(non_centred.logp_and_grad(x)[0], abs=1e-8)
+        for key, value in non_centred.expand(x).items():
+            np.testing.assert_allclose(centred.expand(xc)[key], value, atol=1e-12)
+    _, grad = centred.logp_and_grad(xc)
+    numeric = np.array([(centred.logp_and_grad(xc + h)[0] - centred.logp_and_grad(xc - h)[0]) / 2e-6
+                        for h in np.eye(centred.n_dim) * 1e-6])
+    np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-4)
+
+
+def test_gaussian_fixed_effects_integrated_out(data) -> None:
+    """With normal priors on the fixed effects, the gaussian density integrates them out: it must equal
+    log of the integral of the full density over beta (gaussian in beta: its mode and Hessian give the
+    integral exactly), up to the constant (p/2) log(2 pi); the expanded beta is the conditional draw
+    mode + C^-T xi, whose covariance is the inverse Hessian."""
+    from scipy.optimize import minimize
+
+    from bayesmlm.bayes import noncentred
+    from bayesmlm.design import build_design
+
+    design = build_design("cont ~ x1 + x2 + (x1 | g) + (1 | h)", data)
+    priors = bm.priors.default_for_design(design)
+    p = design.p
+    for flags in ([True, False], [False, True]):
+        marginal = NativeNonCentred.from_design(design, priors, centred=flags)
+        full = NativeNonCentred.from_design(design, priors, centred=flags, integrate_fixed=False)
+        assert marginal.fixed_integrated and not full.fixed_integrated
+        rng = np.random.default_rng(5)
+        for _ in range(3):
+            x = marginal.start + rng.normal(size=marginal.n_dim) * 0.4
+            x[:p] = 0.0
+            rest = x[p:]
+
+            def negative(beta):
+                value, grad = full.logp_and_grad(np.r_[beta, rest])
+                return -value, -grad[:p]
+
+            mode = minimize(negative, np.zeros(p), jac=True, method="BFGS", options={"gtol": 1e-9}).x
+            hess = np.array([(negative(mode + h)[1] - negative(mode - h)[1]) / 2e-5 for h in np.eye(p) * 1e-5])
+            log_integral = -negative(mode)[0] + 0.5 * p * np.log(2 * np.pi) - 0.5 * np.linalg.slogdet(hess)[1]
+            assert marginal.logp_and_grad(x)[0] - log_integral == pytest.approx(-0.5 * p * np.log(2 * np.pi), abs=1e-6)
+            at_zero = marginal.expand(x)["beta"]
+            np.testing.assert_allclose(at_zero, mode, rtol=1e-6, atol=1e-6)
+            moves = np.array([marginal.expand(np.r_[e, rest])["beta"] - at_zero for e in np.eye(p)])
+            np.testing.assert_allclose(moves.T @ moves, np.linalg.inv(hess), rtol=1e-4, atol=1e-10)
+        _, grad = marginal.logp_and_grad(x)
+        numeric = np.array([(marginal.logp_and_grad(x + h)[0] - marginal.logp_and_grad(x - h)[0]) / 2e-6
+                            for h in np.eye(marginal.n_dim) * 1e-6])
+        np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-4)
+    assert noncentred.integrates_fixed_effects(design, varied_priors(design), np.ones(design.n)) is False
+
+
+def test_information_ratio_of_a_random_intercept(data) -> None:
+    """Poisson, (1 | g): each level's information about its effect is n_l mu^2 / Var(y) at the mean."""
+    from bayesmlm.bayes.centring import centred_factors, information_ratios
+
+    design = family_design("count ~ x1 + (1 | g)", data, "poisson")
+    priors = bm.priors.default_for_design(design)
+    y = data["count"].to_numpy(float)
+    tau = np.median(priors["sd[g][Intercept]"].draw(np.random.default_rng(0), size=4001))
+    expected = np.median(data.groupby("g").size().to_numpy()) * y.mean() ** 2 / y.var() * tau ** 2
+    assert information_ratios(design, priors)["g"][0] == pytest.approx(expected, rel=1e-12)
+    priors["sd[g][Intercept]"] = HalfNormal(1e-3)  # effects the prior keeps tiny: the data say more than it
+    assert centred_factors(design, priors) == [False]

@@ -28,6 +28,7 @@ def test_blocked_and_dense_factorizations_agree(case: str, monkeypatch: pytest.M
     ref = load_reference(case)
     design = build_design(ref["formula"], load_data(ref["data"]))
     theta = np.atleast_1d(np.asarray(ref["theta"], dtype=float)) * 1.1
+    monkeypatch.setattr(pls, "DENSE_LIMIT", design.q)  # one matrix
     dense = ProfiledDeviance.from_design(design, reml=ref["REML"])
     monkeypatch.setattr(pls, "DENSE_LIMIT", 0)
     blocked = ProfiledDeviance.from_design(design, reml=ref["REML"])
@@ -43,3 +44,17 @@ def test_undefined_theta_gives_infinite_deviance() -> None:
     ref = load_reference("sleepstudy_corr_reml")
     dev = ProfiledDeviance.from_design(build_design(ref["formula"], load_data("sleepstudy")))
     assert dev(np.array([np.nan, 0.0, 1.0])) == np.inf
+
+
+def test_copied_and_pickled_deviance_evaluates_alike() -> None:
+    import copy
+    import pickle
+
+    ref = load_reference("crossed_slopes_reml")
+    dev = ProfiledDeviance.from_design(build_design(ref["formula"], load_data("crossed_slopes")))
+    theta = np.asarray(ref["theta"], dtype=float)
+    value, modes = dev(theta), dev.solve(theta).b
+    for other in (pickle.loads(pickle.dumps(dev)), copy.deepcopy(dev)):
+        assert other(theta * 1.1) == dev(theta * 1.1)
+        assert other(theta) == value
+        np.testing.assert_array_equal(other.solve(theta).b, modes)

@@ -6,7 +6,8 @@ rank test (:func:`~bayesmlm.bayes.calibration.rank_uniformity`), with the
 response simulated from the family (:meth:`bayesmlm.families.Family.draw_response`)
 and fitted by the density ``bm.sample`` uses for families
 (:class:`~bayesmlm.bayes.noncentred.NativeNonCentred`, compiled once; only the
-response changes between replications). Ranked: every hyperparameter, the
+response changes between replications), with the same centring of each factor
+(decided from the design's own response) and the same nutpie options. Ranked: every hyperparameter, the
 family's parameters and the group effects of the first few levels of every factor.
 
 Examples
@@ -32,7 +33,7 @@ from .calibration import truth_ranks
 from .native import one_blas_thread
 from .noncentred import NativeNonCentred
 from .prior_predictive import simulate_family as simulate_family_draws
-from .sample import quiet_blas_warning
+from .sample import full_nuts_options, quiet_blas_warning
 
 __all__ = ["simulate_family", "sbc_family"]
 
@@ -83,7 +84,7 @@ def sbc_family(design: Design, priors: PriorSpec, replications: int = 100, draws
         truth, y = simulate_family(design, priors, rng, levels=levels)
         with quiet_blas_warning(), one_blas_thread():
             run = nutpie.sample(_with_response(native, y).for_nutpie(), draws=draws, tune=tune, chains=chains,
-                                seed=int(rng.integers(2**31)), progress_bar=False)
+                                seed=int(rng.integers(2**31)), progress_bar=False, **full_nuts_options(native))
         posterior = run["posterior"].to_dataset()
         rows.append(truth_ranks(design, posterior, truth, keep))
     return pd.DataFrame(rows)

@@ -139,10 +139,30 @@ class PriorPredictive:
             else "the priors mostly produce implausible data: tighten them")
         return f"{share:.1%} of simulated {self.response} values fall outside [{lo:g}, {hi:g}]: {tone}"
 
+    @property
+    def counts(self) -> bool:
+        """Whether the responses are counts (whole numbers: Poisson, negative binomial, binomial successes)."""
+        return np.issubdtype(np.asarray(self.y).dtype, np.integer)
+
     def plot(self, n_lines: int = 50) -> Figure:
-        """Densities (histograms) of simulated responses against the observed one; plausible range shaded."""
+        """Densities (histograms) of simulated responses against the observed one; plausible range shaded.
+
+        Counts stay counts: the share of rows with each count, observed (bars) and simulated
+        (median and 90% band over the simulated data sets), counts above the 99% quantile in
+        the last bar (wider bins when that quantile is large).
+        """
         fig = Figure(figsize=(7, 3.6), layout="constrained")
         ax = fig.subplots()
+        if self.counts:
+            from ..report.figures import plot_count_frequencies
+
+            plot_count_frequencies(ax, np.asarray(self.observed), self.y, "simulated from the priors")
+            ax.set_xlabel(f"{self.response} (count; the last bar pools counts above the 99% quantile)")
+            title = "Prior predictive check (counts)"
+            if self.plausible is not None:
+                title += f"; {self.share_outside:.1%} outside the plausible range [{self.plausible[0]:g}, {self.plausible[1]:g}]"
+            ax.set_title(title, fontsize=10)
+            return fig
         lo, hi = np.quantile(self.y, [0.005, 0.995])
         lo, hi = min(lo, self.observed.min()), max(hi, self.observed.max())
         bins = np.linspace(lo, hi, 60)
@@ -225,6 +245,8 @@ def check_design(
         _, y = simulate_family(design, priors, rng, draws)
         glm = design.glm
         observed = glm.successes if design.family.name == "binomial" else glm.y
-        return PriorPredictive(y, observed, plausible, design.formula.response.strip())
+        from ..family_design import response_label
+
+        return PriorPredictive(y, observed, plausible, response_label(design))
     y = simulate_response(design, draw_parameters(design, priors, rng, draws), rng)
     return PriorPredictive(y, design.y, plausible, design.formula.response.strip())

@@ -51,6 +51,9 @@ __all__ = [
     "lower_inverse",
     "spd_solve",
     "evaluate_small",
+    "pack",
+    "assemble_packed",
+    "evaluate_packed",
 ]
 
 _JIT = dict(cache=True, nogil=True, fastmath=False, boundscheck=False)
@@ -606,3 +609,72 @@ def evaluate_small(
     else:
         dev = logdet_L + n * (1.0 + np.log(2.0 * np.pi) + np.log(pwrss / n))
     return dev, logdet_L, logdet_RX, pwrss
+
+
+# -- packed arguments ------------------------------------------------------------------------
+# Numba checks the type of every argument of every call (about 60 ns each): with its arrays
+# gathered into one integer and one float buffer, an evaluation passes six arguments, not 43.
+# The order of the arrays in the buffers is fixed here and in ProfiledDeviance._pack.
+
+PACKED_INTS = (
+    "tpos", "lev_ptr", "lev_rows", "row_lvl", "row_c", "lvl_start", "lvl_size", "lvl_tofs", "pr_u", "pr_v",
+    "pr_ofs", "pr_pos", "diag_pos", "inc_ptr", "inc_k", "inc_a", "colptr", "rowidx", "colmap", "rptr", "rcol", "rpos",
+)  # fmt: skip
+PACKED_FLOATS = ("Tflat", "A11", "lev_vals", "pr_vals", "out", "L11", "Wall", "WdT", "work")
+PACKED_DIMS = (
+    "p1", "t1ofs", "q_rest", "m", "H", "nnz_h", "dense_w", "n", "p", "reml", "n1", "R", "wdt_rows", "wdt_cols",
+)  # fmt: skip
+
+
+def pack(arrays: list[np.ndarray], dtype) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Copy ``arrays`` into one buffer: ``(buffer, offsets, views)``, each view shaped as its array.
+
+    Examples
+    --------
+    >>> buf, offsets, (a, b) = pack([np.arange(3), np.ones((2, 2), dtype=np.int64)], np.int64)
+    >>> buf.tolist(), offsets.tolist(), b.shape, bool(np.shares_memory(a, buf))
+    ([0, 1, 2, 1, 1, 1, 1], [0, 3, 7], (2, 2), True)
+    """
+    sizes = [a.size for a in arrays]
+    offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    buf = np.empty(int(offsets[-1]), dtype=dtype)
+    views = []
+    for a, start, stop in zip(arrays, offsets[:-1], offsets[1:]):
+        view = buf[start:stop].reshape(a.shape)
+        view[...] = a
+        views.append(view)
+    return buf, offsets, views
+
+
+@nb.njit(**_JIT)
+def assemble_packed(theta, ib, io, fb, fo, dims):
+    """:func:`assemble` on packed arguments (:func:`pack`, ``PACKED_*``)."""
+    p1, n1, R = dims[0], dims[10], dims[11]
+    return assemble(
+        theta, ib[io[0] : io[1]], fb[fo[0] : fo[1]], p1, dims[1], fb[fo[1] : fo[2]].reshape((n1, p1, p1)),
+        ib[io[1] : io[2]], ib[io[2] : io[3]], fb[fo[2] : fo[3]].reshape((R, p1)), ib[io[3] : io[4]],
+        ib[io[4] : io[5]], ib[io[5] : io[6]], ib[io[6] : io[7]], ib[io[7] : io[8]], ib[io[8] : io[9]],
+        ib[io[9] : io[10]], ib[io[10] : io[11]], fb[fo[3] : fo[4]], ib[io[11] : io[12]], ib[io[12] : io[13]],
+        dims[2], dims[3], dims[4], dims[5], dims[6] != 0, fb[fo[4] : fo[5]], ib[io[13] : io[14]],
+        ib[io[14] : io[15]], ib[io[15] : io[16]], ib[io[16] : io[17]], ib[io[17] : io[18]], ib[io[18] : io[19]],
+        fb[fo[5] : fo[6]].reshape((n1, p1, p1)), fb[fo[6] : fo[7]].reshape((R, p1)),
+        fb[fo[7] : fo[8]].reshape((dims[12], dims[13])),
+    )  # fmt: skip
+
+
+@nb.njit(**_JIT)
+def evaluate_packed(theta, ib, io, fb, fo, dims):
+    """:func:`evaluate_small` on packed arguments (:func:`pack`, ``PACKED_*``)."""
+    p1, n1, R = dims[0], dims[10], dims[11]
+    return evaluate_small(
+        theta, ib[io[0] : io[1]], fb[fo[0] : fo[1]], p1, dims[1], fb[fo[1] : fo[2]].reshape((n1, p1, p1)),
+        ib[io[1] : io[2]], ib[io[2] : io[3]], fb[fo[2] : fo[3]].reshape((R, p1)), ib[io[3] : io[4]],
+        ib[io[4] : io[5]], ib[io[5] : io[6]], ib[io[6] : io[7]], ib[io[7] : io[8]], ib[io[8] : io[9]],
+        ib[io[9] : io[10]], ib[io[10] : io[11]], fb[fo[3] : fo[4]], ib[io[11] : io[12]], ib[io[12] : io[13]],
+        dims[2], dims[3], dims[4], dims[5], dims[6] != 0, fb[fo[4] : fo[5]], ib[io[13] : io[14]],
+        ib[io[14] : io[15]], ib[io[15] : io[16]], ib[io[16] : io[17]], ib[io[17] : io[18]], ib[io[18] : io[19]],
+        fb[fo[5] : fo[6]].reshape((n1, p1, p1)), fb[fo[6] : fo[7]].reshape((R, p1)),
+        fb[fo[7] : fo[8]].reshape((dims[12], dims[13])), ib[io[19] : io[20]], ib[io[20] : io[21]],
+        ib[io[21] : io[22]], fb[fo[8] : fo[9]], dims[7], dims[8], dims[9] != 0,
+    )  # fmt: skip

@@ -229,6 +229,26 @@ class GlmerFit(MixedFitAccessors):
         """Prior weights (binomial: trials)."""
         return self._engine.wt
 
+    @property
+    def offset(self) -> np.ndarray:
+        """The offset on the model rows (``offset()`` terms plus ``offset=``; zeros without one)."""
+        return self._engine.offset.copy()
+
+    def working_weights(self) -> np.ndarray:
+        """IRLS weights ``wt * (d mu / d eta)^2 / V(mu)`` at the conditional modes (what PIRLS converged on).
+
+        The Laplace approximation's conditional precision of the spherical random effects
+        is ``Lambda' Z' W Z Lambda + I`` with ``W`` these weights (lme4's ``condVar``).
+
+        Examples
+        --------
+        >>> import bayesmlm as bm, numpy as np
+        >>> fit = bm.glmer("TICKS ~ YEAR + (1 | BROOD)", bm.datasets.load("grouseticks"), family="poisson")
+        >>> bool(np.allclose(fit.working_weights(), fit.fitted()))  # Poisson, log link: W = mu
+        True
+        """
+        return self._engine.weights(self.solution.state.eta)
+
     def residuals(self, type: str = "deviance") -> np.ndarray:
         """Residuals as lme4's ``residuals(fit, type)``.
 

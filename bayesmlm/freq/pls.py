@@ -15,10 +15,11 @@ level by level in closed form; only the Schur complement of everything else
 (the "rest system": the other factors, X and y) is factored as a whole. It is
 kept dense, or, when its pattern is sparse enough to pay (a factor nested in
 another, say), as a sparse factor whose fill-reducing order and pattern are
-found once. Small models (``q`` up to ``DENSE_LIMIT``) skip the split and
-factor one matrix. The layout is built once; an evaluation fills preallocated
-buffers with compiled kernels (:mod:`bayesmlm.freq._plskernels`) and calls
-LAPACK once, so it allocates nothing of the model's size. The penalized
+found once. (Models with ``q`` up to ``DENSE_LIMIT``, 0 by default, would skip
+the split and factor one matrix.) The layout is built once; an evaluation fills
+preallocated buffers with compiled kernels (:mod:`bayesmlm.freq._plskernels`) and
+calls LAPACK once (a small model: nothing but the compiled call), so it allocates
+nothing of the model's size. The penalized
 residual sum of squares is the square of the last diagonal entry of the
 factor, and the profiled ML or REML criterion follows in closed form. Only the
 sufficient statistics enter, so the cost of one evaluation does not depend on ``n``.
@@ -40,6 +41,7 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 from scipy.linalg import blas, lapack
 
 from ..design import Design
@@ -50,8 +52,11 @@ from .theta import ThetaLayout
 
 __all__ = ["ProfiledDeviance", "PLSSolution", "DENSE_LIMIT"]
 
-DENSE_LIMIT = 150
-"""Models with at most this many random effects are factored as one matrix (no split)."""
+DENSE_LIMIT = 0
+"""Models with at most this many random effects are factored as one matrix (no split). 0: every
+model is split, which is also the cheaper evaluation for small models (sleepstudy: one level's
+2 x 2 block at a time and a 3 x 3 rest instead of a 39 x 39 matrix); the one-matrix
+factorization stays as a check of the blocked one."""
 
 SPARSE_ADVANTAGE = 30.0
 """Weight of a flop of the scalar sparse kernel against one of LAPACK's blocked dense Cholesky,
@@ -61,7 +66,11 @@ SPARSE_HEAD = True
 """Look for a sparse head of the rest system (False: always factor it dense)."""
 
 SMALL_TAIL = 64
-"""Dense tails up to this size (and no BLAS ``syrk``) are factored inside one compiled call."""
+"""Dense tails up to this size are factored inside one compiled call."""
+
+SMALL_SYRK_FLOPS = 20_000
+"""A dense ``-L21 L21'`` update of at most this many multiply-adds is done inside that call (by
+loops) rather than by BLAS ``syrk``, whose call from Python costs more than such an update."""
 
 ONE_THREAD_LIMIT = 2500
 """Dense rest systems up to this size are factored with one BLAS thread (see :meth:`ProfiledDeviance.blas_threads`)."""
@@ -218,7 +227,15 @@ class ProfiledDeviance:
         layout, levels = self.layout, self.levels
         sizes = layout.sizes
         p, q1, q_rest, m = self.p, self.q1, self.q_rest, self.m
-        ZtZ = stats.ZtZ.tocsc()
+        # ZtZ's entries once, split by block (as slicing out each part would give them, without the cost)
+        ZtZ = stats.ZtZ
+        if isinstance(ZtZ, sp.csc_matrix):
+            zr, zx = ZtZ.indices.astype(np.int64), ZtZ.data
+            zc = np.repeat(np.arange(ZtZ.shape[1], dtype=np.int64), np.diff(ZtZ.indptr))
+        else:
+            coo = ZtZ.tocoo()
+            zr, zc, zx = coo.row.astype(np.int64), coo.col.astype(np.int64), coo.data
+        top_r, left_c = zr < q1, zc < q1
         # templates: block k's row-major p_k x p_k template at tofs[k] of one flat vector
         tofs = np.concatenate([[0], np.cumsum([s * s for s in sizes])]).astype(np.int64)
         self._Tflat = np.zeros(int(tofs[-1]))
@@ -230,12 +247,13 @@ class ProfiledDeviance:
         p1 = sizes[0] if self.split_first else 1
         self._n1, self._p1 = n1, p1
         self._t1ofs = int(tofs[0])
-        top = ZtZ[:q1, :q1].tocoo()
+        in_top = top_r & left_c
+        top_row, top_col = zr[in_top], zc[in_top]
         self.A11 = np.zeros((n1, p1, p1))
-        lev = top.row // p1
-        if np.any(top.col // p1 != lev):
+        lev = top_row // p1
+        if np.any(top_col // p1 != lev):
             raise AssertionError("first random-effects block is not block diagonal")
-        np.add.at(self.A11, (lev, top.row % p1, top.col % p1), top.data)
+        np.add.at(self.A11, (lev, top_row % p1, top_col % p1), zx[in_top])
 
         # rest levels, original order: each factor's levels, then the border (X and y)
         lvl_size, lvl_tofs, lvl_start = [], [], []
@@ -255,11 +273,12 @@ class ProfiledDeviance:
         row_c0 = _i64(np.arange(m) - lvl_start0[row_lvl0])
 
         # nonzero level pairs of A22 (u >= v, original ids), dense blocks
-        rr = ZtZ[q1:, q1:].tocoo()
-        ru, rv = row_lvl0[rr.row], row_lvl0[rr.col]
+        in_rest = ~top_r & ~left_c
+        rr_row, rr_col, rr_x = zr[in_rest] - q1, zc[in_rest] - q1, zx[in_rest]
+        ru, rv = row_lvl0[rr_row], row_lvl0[rr_col]
         keep = ru >= rv
-        ent_u, ent_v, ent_x = ru[keep], rv[keep], rr.data[keep]
-        ent_a, ent_b = row_c0[rr.row[keep]], row_c0[rr.col[keep]]
+        ent_u, ent_v, ent_x = ru[keep], rv[keep], rr_x[keep]
+        ent_a, ent_b = row_c0[rr_row[keep]], row_c0[rr_col[keep]]
         n_rand = nL - 1
         diag = np.arange(n_rand)
         keys = np.unique(np.concatenate([ent_u * nL + ent_v, diag * nL + diag, border * nL + np.arange(nL)]))
@@ -284,8 +303,9 @@ class ProfiledDeviance:
         self._pairs0 = (pr_u0, pr_v0, pr_ofs0, pr_vals)
 
         # first-factor rows: per level k, the rest levels it touches (full levels), then the border
-        a21 = ZtZ[q1:, :q1].tocoo()
-        fk, fl = a21.col // p1, row_lvl0[a21.row]
+        in_a21 = ~top_r & left_c
+        a21 = (zr[in_a21] - q1, zc[in_a21], zx[in_a21])  # rows (rest), columns (first factor), values
+        fk, fl = a21[1] // p1, row_lvl0[a21[0]]
         kl = np.unique(np.concatenate([fk * nL + fl, np.arange(n1) * nL + border]))
         self._kl0 = kl
         self._a21 = (a21, fk, fl)
@@ -340,16 +360,21 @@ class ProfiledDeviance:
         """Kernel arrays in the (possibly permuted) rest order."""
         m, p, q_rest, n1, p1 = self.m, self.p, self.q_rest, self._n1, self._p1
         nL = len(lvl_size0)
-        inv = np.empty(nL, dtype=np.int64)
-        inv[perm] = np.arange(nL)
-        lvl_size = _i64(lvl_size0[perm])
-        lvl_tofs = _i64(lvl_tofs0[perm])
-        lvl_start = _i64(np.concatenate([[0], np.cumsum(lvl_size)[:-1]]))
-        new_row = _i64(lvl_start[inv[row_lvl0]] + row_c0)  # old scalar row -> new
-        row_lvl = np.empty(m, dtype=np.int64)
-        row_lvl[new_row] = inv[row_lvl0]
-        row_c = np.empty(m, dtype=np.int64)
-        row_c[new_row] = row_c0
+        if head is None:  # the original order (the identity permutation): nothing to reorder
+            inv = np.arange(nL)
+            lvl_size, lvl_tofs, lvl_start = lvl_size0, lvl_tofs0, lvl_start0
+            new_row, row_lvl, row_c = np.arange(m), row_lvl0, row_c0
+        else:
+            inv = np.empty(nL, dtype=np.int64)
+            inv[perm] = np.arange(nL)
+            lvl_size = _i64(lvl_size0[perm])
+            lvl_tofs = _i64(lvl_tofs0[perm])
+            lvl_start = _i64(np.concatenate([[0], np.cumsum(lvl_size)[:-1]]))
+            new_row = _i64(lvl_start[inv[row_lvl0]] + row_c0)  # old scalar row -> new
+            row_lvl = np.empty(m, dtype=np.int64)
+            row_lvl[new_row] = inv[row_lvl0]
+            row_c = np.empty(m, dtype=np.int64)
+            row_c[new_row] = row_c0
         self._perm, self._new_row = perm, new_row
         self._lvl = (lvl_size, lvl_tofs, lvl_start)
         self._row_lvl, self._row_c = row_lvl, row_c
@@ -359,7 +384,7 @@ class ProfiledDeviance:
         U, V = inv[pr_u0], inv[pr_v0]
         swap = U < V
         pr_u, pr_v = np.where(swap, V, U), np.where(swap, U, V)
-        pr_vals = vals0.copy()
+        pr_vals = vals0.copy() if swap.any() else vals0
         for t in np.flatnonzero(swap):
             su, sv = lvl_size0[pr_u0[t]], lvl_size0[pr_v0[t]]
             pr_vals[pr_ofs0[t] : pr_ofs0[t + 1]] = vals0[pr_ofs0[t] : pr_ofs0[t + 1]].reshape(su, sv).T.reshape(-1)
@@ -370,8 +395,9 @@ class ProfiledDeviance:
         kl = self._kl0
         a21, fk, fl = self._a21
         k_of, l_new = kl // nL, inv[kl % nL]
-        order = np.lexsort((l_new, k_of))
-        k_of, l_new = k_of[order], l_new[order]
+        if head is not None:  # kl is sorted: in the original order it is sorted by (level, rest level) already
+            order = np.lexsort((l_new, k_of))
+            k_of, l_new = k_of[order], l_new[order]
         sizes = lvl_size[l_new]
         pair_row = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         lev_rows = _i64(np.repeat(lvl_start[l_new] - pair_row[:-1], sizes) + np.arange(pair_row[-1]))
@@ -379,7 +405,7 @@ class ProfiledDeviance:
         lev_vals = np.zeros((int(pair_row[-1]), p1))
         key_sorted = k_of * nL + l_new
         t = np.searchsorted(key_sorted, fk * nL + inv[fl])
-        lev_vals[pair_row[t] + row_c0[a21.row], a21.col % p1] = a21.data
+        lev_vals[pair_row[t] + row_c0[a21[0]], a21[1] % p1] = a21[2]
         if n1:
             tb = np.searchsorted(key_sorted, np.arange(n1) * nL + (nL - 1))
             Xy = np.column_stack([stats.ZtX[: self.q1], stats.Zty[: self.q1]]).reshape(n1, p1, p + 1)
@@ -422,13 +448,18 @@ class ProfiledDeviance:
         rowidx = _i64(np.concatenate(cols)) if cols else np.zeros(0, dtype=np.int64)
         nnz_h = len(rowidx)
         self._colptr, self._rowidx, self._nnz_h, self._T = colptr, rowidx, nnz_h, T
-        self._rptr, self._rcol, self._rpos = (_i64(a) for a in kern.row_structure(colptr, rowidx))
+        if H:
+            self._rptr, self._rcol, self._rpos = (_i64(a) for a in kern.row_structure(colptr, rowidx))
+        else:
+            self._rptr, self._rcol, self._rpos = np.zeros(1, dtype=np.int64), rowidx, rowidx
         self._out = np.zeros(nnz_h + T * T)
         lkeys = np.repeat(np.arange(H), np.diff(colptr)) * m + rowidx
 
         def positions(keys: np.ndarray) -> np.ndarray:
             """Positions in ``out`` of entries ``col * m + row`` (-1 stays -1)."""
             col, row = keys // m, keys % m
+            if not H:
+                return np.where(keys >= 0, row * T + col, -1)
             pos = np.full(len(keys), -1, dtype=np.int64)
             tail = (keys >= 0) & (col >= H)
             pos[tail] = nnz_h + (row[tail] - H) * T + (col[tail] - H)
@@ -451,15 +482,56 @@ class ProfiledDeviance:
         if H == 0 and n1 and syrk_flops < 10.0 * scatter_flops and syrk_flops < 2e9:
             self._dense_w = True
             self._WdT = np.zeros((n1 * p1, m))
-        self._asm_args = (
-            self._tpos, self._Tflat, p1, self._t1ofs, self.A11, lev_ptr, lev_rows, self._first[2],
-            row_lvl, row_c, lvl_start, lvl_size, lvl_tofs, *self._pairs, self._pr_pos, self._diag_pos,
-            q_rest, m, H, nnz_h, self._dense_w, self._out, *self._inc,
-            colptr, rowidx, self._colmap, self._L11, self._Wall, self._WdT,
-        )  # fmt: skip
         # small dense tails: the whole evaluation in one compiled call
-        self._small = T <= SMALL_TAIL and not self._dense_w
-        self._small_args = self._asm_args + (self._rptr, self._rcol, self._rpos, self._work)
+        self._small = T <= SMALL_TAIL and (not self._dense_w or 0.5 * T * (T + 1) * n1 * p1 <= SMALL_SYRK_FLOPS)
+        self._pack()
+
+    def _pack(self) -> None:
+        """Gather the kernels' arrays into one integer and one float buffer, the attributes becoming
+        views of them (:func:`~bayesmlm.freq._plskernels.pack`): an evaluation then passes the
+        compiled code six arguments, whose types Numba checks on every call, instead of 43."""
+        lev_ptr, lev_rows, lev_vals = self._first
+        lvl_size, lvl_tofs, lvl_start = self._lvl
+        pr_u, pr_v, pr_ofs, pr_vals = self._pairs
+        inc_ptr, inc_k, inc_a = self._inc
+        ib, io, ints = kern.pack([
+            self._tpos, lev_ptr, lev_rows, self._row_lvl, self._row_c, lvl_start, lvl_size, lvl_tofs, pr_u, pr_v,
+            pr_ofs, self._pr_pos, self._diag_pos, inc_ptr, inc_k, inc_a, self._colptr, self._rowidx, self._colmap,
+            self._rptr, self._rcol, self._rpos,
+        ], np.int64)  # fmt: skip
+        fb, fo, floats = kern.pack(
+            [self._Tflat, self.A11, lev_vals, pr_vals, self._out, self._L11, self._Wall, self._WdT, self._work],
+            np.float64,
+        )
+        (self._tpos, lev_ptr, lev_rows, self._row_lvl, self._row_c, lvl_start, lvl_size, lvl_tofs, pr_u, pr_v,
+         pr_ofs, self._pr_pos, self._diag_pos, inc_ptr, inc_k, inc_a, self._colptr, self._rowidx, self._colmap,
+         self._rptr, self._rcol, self._rpos) = ints  # fmt: skip
+        self._Tflat, self.A11, lev_vals, pr_vals, self._out, self._L11, self._Wall, self._WdT, self._work = floats
+        self._first = (lev_ptr, lev_rows, lev_vals)
+        self._lvl = (lvl_size, lvl_tofs, lvl_start)
+        self._pairs = (pr_u, pr_v, pr_ofs, pr_vals)
+        self._inc = (inc_ptr, inc_k, inc_a)
+        dims = [
+            self._p1, self._t1ofs, self.q_rest, self.m, self.n_head, self._nnz_h, self._dense_w, self.n, self.p,
+            self.reml, self._n1, self._Wall.shape[0], *self._WdT.shape,
+        ]  # fmt: skip
+        self._packed = (ib, io, fb, fo, np.array(dims, dtype=np.int64))
+
+    @property
+    def reml(self) -> bool:
+        """REML criterion (True) or ML deviance."""
+        return self._reml
+
+    @reml.setter
+    def reml(self, value: bool) -> None:
+        self._reml = bool(value)
+        if hasattr(self, "_packed"):  # the compiled evaluation reads it from the packed dimensions
+            self._packed[4][kern.PACKED_DIMS.index("reml")] = self._reml
+
+    def __setstate__(self, state: dict) -> None:
+        # a pickle or deep copy restores the views as separate arrays: gather them again
+        self.__dict__.update(state)
+        self._pack()
 
     @property
     def _tail(self) -> np.ndarray:
@@ -525,6 +597,8 @@ class ProfiledDeviance:
         A multi-threaded BLAS gains little on systems of a few thousand rows and,
         on shared cores, loses an order of magnitude (threads wait on each other).
         """
+        if self._small:  # evaluated by compiled loops alone: no BLAS to limit
+            return contextlib.nullcontext()
         if self.m <= ONE_THREAD_LIMIT:
             return _controller().limit(limits=1, user_api="blas")
         return contextlib.nullcontext()
@@ -534,7 +608,7 @@ class ProfiledDeviance:
         """Assemble and factor the system at theta: ``(log|L11|^2, diag of the rest factor)``, None if not PD."""
         H, m, nnz_h = self.n_head, self.m, self._nnz_h
         out = self._out
-        logdet1 = kern.assemble(theta, *self._asm_args)
+        logdet1 = kern.assemble_packed(theta, *self._packed)
         if not np.isfinite(logdet1):
             return None
         if H and not kern.head_cholesky(
@@ -568,7 +642,7 @@ class ProfiledDeviance:
     def __call__(self, theta: np.ndarray) -> float:
         theta = np.ascontiguousarray(theta, dtype=np.float64).reshape(-1)
         if self._small:
-            value = kern.evaluate_small(theta, *self._small_args, self.n, self.p, self.reml)[0]
+            value = kern.evaluate_packed(theta, *self._packed)[0]
             return value if np.isfinite(value) else np.inf
         out = self._factorize(theta)
         if out is None:

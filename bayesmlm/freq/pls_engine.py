@@ -23,7 +23,6 @@ from ..stats import SufficientStats
 from .estimates import FitEstimates
 from .optimize import optimize_theta
 from .pls import ProfiledDeviance
-from .theta import ThetaLayout
 
 __all__ = ["fit_pls"]
 
@@ -47,8 +46,8 @@ def fit_pls(
         (:meth:`~bayesmlm.freq.pls.ProfiledDeviance.moment_start`), with first steps
         at their scale; lme4's identity templates where those cannot be formed.
     """
-    layout = ThetaLayout.from_design(design)
     deviance = ProfiledDeviance.from_design(design, reml=reml, stats=stats)
+    layout = deviance.layout
     if theta0 is not None:
         start = np.asarray(theta0, dtype=float)
     elif (moments := deviance.moment_start()) is not None:

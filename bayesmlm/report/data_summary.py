@@ -70,4 +70,6 @@ def summarise_data(design: Design) -> DataSummary:
         crossed = (a.factor, b.factor)
         missing = [f"{a.levels[i]}:{b.levels[j]}" for i, j in itertools.product(range(a.n_levels), range(b.n_levels))
                    if (i, j) not in seen]
-    return DataSummary(design.n, design.n_dropped, design.formula.response.strip(), levels, per_level, crossed, missing)
+    from ..family_design import response_label
+
+    return DataSummary(design.n, design.n_dropped, response_label(design), levels, per_level, crossed, missing)
