@@ -15,7 +15,7 @@ diagnostics); the lmer fit for the priors is printed on its own line.
 
 Usage::
 
-    .venv/bin/python benchmarks/bayes_insteval.py [--draws 1500] [--tune 700] [--chains 2]
+    .venv/bin/python benchmarks/bayes_insteval.py [--draws 2000] [--tune 700] [--chains 2]
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ FORMULA = "y ~ service + (1|s) + (1|d) + (1|dept:service)"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--draws", type=int, default=1500)
+    parser.add_argument("--draws", type=int, default=2000)
     parser.add_argument("--tune", type=int, default=700)
     parser.add_argument("--chains", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1)

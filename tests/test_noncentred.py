@@ -204,7 +204,16 @@ def test_centred_packing_is_the_same_posterior(formula, family, args, data) -> N
     np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-4)
 
 
-def test_gaussian_fixed_effects_integrated_out(data) -> None:
+def _one_fixed_effect_with_offset(data):
+    """p = 1, an offset, a prior mean away from zero, a factor with a correlated and a separate SD group."""
+    design = family_design("cont ~ 1 + (1 + x1 | g) + (0 + x2 | g)", data, "gaussian", offset="expo")
+    priors = bm.priors.default_for_design(design)
+    priors["Intercept"] = bm.priors.Normal(2.5, 1.5)
+    return design, priors
+
+
+@pytest.mark.parametrize("case", ["crossed", "offset"])
+def test_gaussian_fixed_effects_integrated_out(case, data) -> None:
     """With normal priors on the fixed effects, the gaussian density integrates them out: it must equal
     log of the integral of the full density over beta (gaussian in beta: its mode and Hessian give the
     integral exactly), up to the constant (p/2) log(2 pi); the expanded beta is the conditional draw
@@ -214,10 +223,15 @@ def test_gaussian_fixed_effects_integrated_out(data) -> None:
     from bayesmlm.bayes import noncentred
     from bayesmlm.design import build_design
 
-    design = build_design("cont ~ x1 + x2 + (x1 | g) + (1 | h)", data)
-    priors = bm.priors.default_for_design(design)
+    if case == "crossed":
+        design = build_design("cont ~ x1 + x2 + (x1 | g) + (1 | h)", data)
+        priors = bm.priors.default_for_design(design)
+        flag_sets = ([True, False], [False, True])
+    else:
+        design, priors = _one_fixed_effect_with_offset(data)
+        flag_sets = ([True], [False])
     p = design.p
-    for flags in ([True, False], [False, True]):
+    for flags in flag_sets:
         marginal = NativeNonCentred.from_design(design, priors, centred=flags)
         full = NativeNonCentred.from_design(design, priors, centred=flags, integrate_fixed=False)
         assert marginal.fixed_integrated and not full.fixed_integrated
@@ -243,7 +257,8 @@ def test_gaussian_fixed_effects_integrated_out(data) -> None:
         numeric = np.array([(marginal.logp_and_grad(x + h)[0] - marginal.logp_and_grad(x - h)[0]) / 2e-6
                             for h in np.eye(marginal.n_dim) * 1e-6])
         np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-4)
-    assert noncentred.integrates_fixed_effects(design, varied_priors(design), np.ones(design.n)) is False
+    if case == "crossed":
+        assert noncentred.integrates_fixed_effects(design, varied_priors(design), np.ones(design.n)) is False
 
 
 def test_information_ratio_of_a_random_intercept(data) -> None:
@@ -258,3 +273,22 @@ def test_information_ratio_of_a_random_intercept(data) -> None:
     assert information_ratios(design, priors)["g"][0] == pytest.approx(expected, rel=1e-12)
     priors["sd[g][Intercept]"] = HalfNormal(1e-3)  # effects the prior keeps tiny: the data say more than it
     assert centred_factors(design, priors) == [False]
+
+
+def test_centring_follows_the_fitted_sd_not_only_the_prior() -> None:
+    """A factor whose SD the data put at zero stays non-centred however wide its prior (centred
+    effects with an SD near zero are the funnel); a clearly varying one with many rows is centred."""
+    from bayesmlm.bayes.centring import centred_factors
+    from bayesmlm.design import build_design
+
+    rng = np.random.default_rng(2)
+    for sd_true, expected in ((0.0, False), (0.5, True)):
+        df = pd.DataFrame({"g": np.repeat(np.arange(30), 40).astype(str), "x": rng.normal(size=1200)})
+        df["y"] = 1 + 0.5 * df.x + sd_true * rng.normal(size=30)[np.repeat(np.arange(30), 40)] + rng.normal(size=1200)
+        design = build_design("y ~ x + (1 | g)", df)
+        priors = bm.priors.default_for_design(design)
+        assert centred_factors(design, priors) == [True]  # the prior alone says centred in both cases
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit = bm.lmer("y ~ x + (1 | g)", df)
+        assert centred_factors(design, priors, fit) == [expected]

@@ -9,12 +9,15 @@ coordinates (Papaspiliopoulos, Roberts & Skold 2007, "A general framework for th
 parametrization of hierarchical models"; Betancourt & Girolami 2015).
 
 The rule compares, for every varying column of a factor, the information a
-typical level's rows carry about its effect with the prior's typical spread of
-the effects: ``ratio = median over levels of (sum_rows value^2 * w) * tau^2``,
-``w`` the working weight of one row at the response's mean
-(``mu_eta(eta)^2 / Var(y)``, the response's variance including the spread between
-groups, which errs towards non-centred) and ``tau`` the median of the column's SD
-prior. A factor is centred when every column's ratio is at least
+typical level's rows carry about its effect with the typical spread of the
+effects: ``ratio = median over levels of (sum_rows value^2 * w) * tau^2``, ``w``
+the working weight of one row at the response's mean (``mu_eta(eta)^2 / Var(y)``,
+the response's variance including the spread between groups, which errs towards
+non-centred; for a gaussian model with an lmer fit, ``1 / sigma^2`` of the fit)
+and ``tau`` the smaller of the median of the column's SD prior and the SD the
+frequentist fit estimates, when there is one: a factor whose SD the data put near
+zero must stay non-centred, however wide its prior (centred effects with an SD near
+zero are the funnel). A factor is centred when every column's ratio is at least
 :data:`CENTRED_FROM`.
 
 Examples
@@ -42,12 +45,13 @@ CENTRED_FROM = 1.0
 """Information ratio from which a column's effects are better sampled centred."""
 
 
-def _row_weights(design: Design) -> np.ndarray:
+def _row_weights(design: Design, fit=None) -> np.ndarray:
     """Working weight of each row at the response's mean, on the link scale."""
     family = design.family
     if family is None:
         y = np.asarray(design.y, dtype=float)
-        return np.full(y.shape, 1.0 / max(float(np.var(y)), 1e-12))
+        variance = float(fit.sigma) ** 2 if fit is not None else float(np.var(y))
+        return np.full(y.shape, 1.0 / max(variance, 1e-12))
     glm = design.glm
     if family.name == "binomial":
         p = float(np.clip(np.sum(glm.y * glm.trials) / np.sum(glm.trials), 1e-3, 1 - 1e-3))
@@ -68,22 +72,38 @@ def _median_scale(dist) -> float:
     return float(np.median(dist.draw(np.random.default_rng(0), size=4001)))
 
 
-def information_ratios(design: Design, priors: PriorSpec) -> dict[str, np.ndarray]:
-    """Per factor, each varying column's information ratio (see the module docstring)."""
-    w = _row_weights(design)
+def _fitted_sds(fit) -> dict[tuple[str, str], float]:
+    """The SD a frequentist fit estimates for each (factor, varying column)."""
+    if fit is None:
+        return {}
+    vc = fit.varcorr()
+    rows = vc[vc.var2.isna() & (vc.grp != "Residual")]
+    return {(r.grp, r.var1): float(r.sdcor) for r in rows.itertuples()}
+
+
+def information_ratios(design: Design, priors: PriorSpec, fit=None) -> dict[str, np.ndarray]:
+    """Per factor, each varying column's information ratio (see the module docstring).
+
+    ``fit`` (an lmer or glmer fit of the same model, optional) caps each SD at its estimate and,
+    for gaussian models, gives the residual variance.
+    """
+    w = _row_weights(design, fit if design.family is None else None)
+    fitted = _fitted_sds(fit)
     ratios = {}
     for block in design.blocks:
         values = np.asarray(block.values, dtype=float).reshape(design.n, block.n_cols)
         info = np.zeros((block.n_levels, block.n_cols))
         np.add.at(info, block.codes, values ** 2 * w[:, None])
-        tau = np.array([_median_scale(priors[f"sd[{block.factor}][{c}]"]) for c in block.columns])
+        tau = np.array([min(_median_scale(priors[f"sd[{block.factor}][{c}]"]),
+                            fitted.get((block.factor, c), np.inf)) for c in block.columns])
         ratios[block.factor] = np.median(info, axis=0) * tau ** 2
     return ratios
 
 
-def centred_factors(design: Design, priors: PriorSpec) -> list[bool]:
-    """Per factor (in ``design.blocks`` order): sample its effects centred?"""
-    ratios = information_ratios(design, priors)
+def centred_factors(design: Design, priors: PriorSpec, fit=None) -> list[bool]:
+    """Per factor (in ``design.blocks`` order): sample its effects centred? (``fit``: see
+    :func:`information_ratios`.)"""
+    ratios = information_ratios(design, priors, fit)
     return [bool(np.all(ratios[b.factor] >= CENTRED_FROM)) for b in design.blocks]
 
 

@@ -6,8 +6,11 @@ rank test (:func:`~bayesmlm.bayes.calibration.rank_uniformity`), with the
 response simulated from the family (:meth:`bayesmlm.families.Family.draw_response`)
 and fitted by the density ``bm.sample`` uses for families
 (:class:`~bayesmlm.bayes.noncentred.NativeNonCentred`, compiled once; only the
-response changes between replications), with the same centring of each factor
-(decided from the design's own response) and the same nutpie options. Ranked: every hyperparameter, the
+response changes between replications), with the same nutpie options. The
+centring of each factor is decided once, from the design's own response and the
+priors (no frequentist fit): a fixed choice of coordinates, so the calibration
+holds whatever it is; replications whose SDs drawn from the prior are near zero
+then sample a centred factor in its funnel, which costs efficiency, not validity. Ranked: every hyperparameter, the
 family's parameters and the group effects of the first few levels of every factor.
 
 Examples

@@ -572,21 +572,22 @@ class NativeNonCentred(CompiledDensity):
 
     @classmethod
     def from_design(cls, design: Design, priors: PriorSpec, centred: Sequence[bool] | None = None,
-                    integrate_fixed: bool | None = None) -> "NativeNonCentred":
+                    integrate_fixed: bool | None = None, fit=None) -> "NativeNonCentred":
         """Pack a design (gaussian, or with ``design.family``) and its priors (see :func:`noncentred_supports`).
 
         ``centred`` flags, per factor, the factors whose effects are sampled
         centred (the effects themselves are the parameters, under their normal
-        prior); the others are non-centred. Default: :func:`centred_factors`.
+        prior); the others are non-centred. Default: :func:`centred_factors`,
+        informed by ``fit`` (an lmer or glmer fit of the model) when given.
         ``integrate_fixed``: integrate the fixed effects out where
         :func:`integrates_fixed_effects` allows (default), or never (False).
         """
-        centred = centred_factors(design, priors) if centred is None else [bool(c) for c in centred]
-        if len(centred) != len(design.blocks):
-            raise ValueError(f"centred needs one flag per factor ({len(design.blocks)}), got {len(centred)}")
         why = noncentred_supports(design, priors)
         if why is not None:
             raise ValueError(f"the compiled non-centred density does not cover this model: {why}")
+        centred = centred_factors(design, priors, fit) if centred is None else [bool(c) for c in centred]
+        if len(centred) != len(design.blocks):
+            raise ValueError(f"centred needs one flag per factor ({len(design.blocks)}), got {len(centred)}")
         from ..families import Gaussian
 
         fam = design.family if design.family is not None else Gaussian()
