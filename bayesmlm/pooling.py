@@ -195,8 +195,13 @@ def no_pooling(design: Design, factor: str, effects: Effects) -> pd.DataFrame:
     [244.19, 21.76]
     """
     block = design.block(factor)
-    fixed = effects[0]
     own = _group_ols(block.values, partial_residual(design, factor, effects), block.codes, block.n_levels)
+    return _level_coefficients(design, block, effects[0], own)
+
+
+def _level_coefficients(design: Design, block, fixed: pd.Series, own: np.ndarray) -> pd.DataFrame:
+    """Each level's coefficients: the fixed effects plus its own estimates ``own`` (levels x the block's
+    varying columns; a level with any NaN is NaN throughout)."""
     columns = design.fixed_names + [c for c in block.columns if c not in design.fixed_names]
     table = pd.DataFrame(0.0, index=pd.Index(block.levels), columns=columns)
     table[design.fixed_names] = fixed[design.fixed_names].to_numpy(dtype=float)

@@ -443,16 +443,12 @@ def glm_no_pooling(design: Design, rows: GlmRows, factor: str, effects) -> pd.Da
     >>> glm_no_pooling(fit.design, glm_rows(fit), "herd", (fit.fixef(), fit.ranef())).shape
     (15, 4)
     """
+    from .pooling import _level_coefficients
+
     block = design.block(factor)
-    fixed = effects[0]
     offset = partial_offset(design, rows, factor, effects)
     own, reasons = group_glm(block.values, rows, offset, block.codes, block.n_levels, list(block.columns))
-    columns = design.fixed_names + [c for c in block.columns if c not in design.fixed_names]
-    table = pd.DataFrame(0.0, index=pd.Index(block.levels), columns=columns)
-    table[design.fixed_names] = fixed[design.fixed_names].to_numpy(dtype=float)
-    for j, column in enumerate(block.columns):
-        table[column] = table[column].to_numpy() + own[:, j]
-    table.loc[np.isnan(own).any(axis=1)] = np.nan
+    table = _level_coefficients(design, block, effects[0], own)
     table.attrs["notes"] = {level: why for level, why in zip(block.levels, reasons) if why}
     return table
 

@@ -648,11 +648,11 @@ def pack(arrays: list[np.ndarray], dtype) -> tuple[np.ndarray, np.ndarray, list[
 
 
 @nb.njit(**_JIT)
-def assemble_packed(theta, ib, io, fb, fo, dims):
-    """:func:`assemble` on packed arguments (:func:`pack`, ``PACKED_*``)."""
+def _unpack(ib, io, fb, fo, dims):
+    """The arguments :func:`assemble` and :func:`evaluate_small` share, cut out of the packed arrays."""
     p1, n1, R = dims[0], dims[10], dims[11]
-    return assemble(
-        theta, ib[io[0] : io[1]], fb[fo[0] : fo[1]], p1, dims[1], fb[fo[1] : fo[2]].reshape((n1, p1, p1)),
+    return (
+        ib[io[0] : io[1]], fb[fo[0] : fo[1]], p1, dims[1], fb[fo[1] : fo[2]].reshape((n1, p1, p1)),
         ib[io[1] : io[2]], ib[io[2] : io[3]], fb[fo[2] : fo[3]].reshape((R, p1)), ib[io[3] : io[4]],
         ib[io[4] : io[5]], ib[io[5] : io[6]], ib[io[6] : io[7]], ib[io[7] : io[8]], ib[io[8] : io[9]],
         ib[io[9] : io[10]], ib[io[10] : io[11]], fb[fo[3] : fo[4]], ib[io[11] : io[12]], ib[io[12] : io[13]],
@@ -664,17 +664,15 @@ def assemble_packed(theta, ib, io, fb, fo, dims):
 
 
 @nb.njit(**_JIT)
+def assemble_packed(theta, ib, io, fb, fo, dims):
+    """:func:`assemble` on packed arguments (:func:`pack`, ``PACKED_*``)."""
+    return assemble(theta, *_unpack(ib, io, fb, fo, dims))
+
+
+@nb.njit(**_JIT)
 def evaluate_packed(theta, ib, io, fb, fo, dims):
     """:func:`evaluate_small` on packed arguments (:func:`pack`, ``PACKED_*``)."""
-    p1, n1, R = dims[0], dims[10], dims[11]
     return evaluate_small(
-        theta, ib[io[0] : io[1]], fb[fo[0] : fo[1]], p1, dims[1], fb[fo[1] : fo[2]].reshape((n1, p1, p1)),
-        ib[io[1] : io[2]], ib[io[2] : io[3]], fb[fo[2] : fo[3]].reshape((R, p1)), ib[io[3] : io[4]],
-        ib[io[4] : io[5]], ib[io[5] : io[6]], ib[io[6] : io[7]], ib[io[7] : io[8]], ib[io[8] : io[9]],
-        ib[io[9] : io[10]], ib[io[10] : io[11]], fb[fo[3] : fo[4]], ib[io[11] : io[12]], ib[io[12] : io[13]],
-        dims[2], dims[3], dims[4], dims[5], dims[6] != 0, fb[fo[4] : fo[5]], ib[io[13] : io[14]],
-        ib[io[14] : io[15]], ib[io[15] : io[16]], ib[io[16] : io[17]], ib[io[17] : io[18]], ib[io[18] : io[19]],
-        fb[fo[5] : fo[6]].reshape((n1, p1, p1)), fb[fo[6] : fo[7]].reshape((R, p1)),
-        fb[fo[7] : fo[8]].reshape((dims[12], dims[13])), ib[io[19] : io[20]], ib[io[20] : io[21]],
-        ib[io[21] : io[22]], fb[fo[8] : fo[9]], dims[7], dims[8], dims[9] != 0,
+        theta, *_unpack(ib, io, fb, fo, dims), ib[io[19] : io[20]], ib[io[20] : io[21]], ib[io[21] : io[22]],
+        fb[fo[8] : fo[9]], dims[7], dims[8], dims[9] != 0,
     )  # fmt: skip
