@@ -85,6 +85,19 @@ def noncentred_supports(design: Design, priors: PriorSpec) -> str | None:
 
 # --------------------------------------------------------------------------- kernels
 @numba.njit(cache=True, error_model="numpy")
+def _matrix(blob, start, rows, cols):
+    """A copy of ``blob[start:start + rows * cols]`` as a ``rows x cols`` matrix, for the small packed
+    sections. A copy rather than ``reshape`` (and loops rather than slice assignments elsewhere in
+    these kernels): both bring numba's error-message formatting into the compilation, seconds of a
+    cold start."""
+    out = np.empty((rows, cols))
+    for i in range(rows):
+        for j in range(cols):
+            out[i, j] = blob[start + i * cols + j]
+    return out
+
+
+@numba.njit(cache=True, error_model="numpy")
 def _head(blob):
     h = blob[:_H]
     return (int(h[1]), int(h[2]), int(h[3]), int(h[4]), int(h[5]), int(h[6]), int(h[7]), int(h[8]), int(h[9]),
@@ -119,7 +132,8 @@ def _group_effects(blob, o_blk, n_blocks, sd, Lfull, z):
     for bi in range(n_blocks):
         levels, k, zo, c0 = _block(blob, o_blk, bi)
         if _centred(blob, o_blk, n_blocks, bi):
-            r[zo:zo + levels * k] = z[zo:zo + levels * k]
+            for i in range(zo, zo + levels * k):  # a loop, not a slice assignment (see _matrix)
+                r[i] = z[i]
             continue
         for lv in range(levels):
             base = zo + lv * k
@@ -284,7 +298,7 @@ def _marginal_terms(blob, n, p, resid0, v):
     for j in range(p):
         logdet += math.log(C[j, j])
     trace = 0.0
-    xtx = blob[o_xtx:o_xtx + p * p].reshape((p, p))
+    xtx = _matrix(blob, o_xtx, p, p)
     w = np.empty(p)
     u = np.empty(p)
     for col in range(p):  # A^-1 X'X = C^-T C^-1 X'X, column by column
@@ -382,9 +396,9 @@ def _logp_grad(x, blob, grad):
     o_aux = o_z + n_z
     stride = 2 + kmax
     sd, Lfull, dLfull, lp, g_loc = sd_and_correlations(
-        x[o_s:o_z], blob[o_spri:o_spri + 3 * n_sd].reshape((n_sd, 3)),
-        blob[o_grp:o_grp + stride * n_groups].reshape((n_groups, stride)), kmax)
-    grad[o_s:o_z] = g_loc
+        x[o_s:o_z], _matrix(blob, o_spri, n_sd, 3), _matrix(blob, o_grp, n_groups, stride), kmax)
+    for i in range(o_z - o_s):
+        grad[o_s + i] = g_loc[i]
     beta = np.empty(p)
     for j in range(p):
         code = blob[o_bpri + 4 * j]
@@ -488,8 +502,7 @@ def _expand(x, blob, out):
     o_z = p + n_sd + n_cor
     stride = 2 + kmax
     sd, Lfull, dLfull, lp, g_loc = sd_and_correlations(
-        x[p:o_z], blob[o_spri:o_spri + 3 * n_sd].reshape((n_sd, 3)),
-        blob[o_grp:o_grp + stride * n_groups].reshape((n_groups, stride)), kmax)
+        x[p:o_z], _matrix(blob, o_spri, n_sd, 3), _matrix(blob, o_grp, n_groups, stride), kmax)
     t = 0
     if blob[20] != 0.0:
         beta = _fixed_draw(x, blob, n, p, n_blocks, sd, Lfull, o_z, n_z)
