@@ -97,6 +97,12 @@ class Comparison:
 
         return link_scale(self.family)
 
+    @property
+    def engine(self) -> str:
+        """Which frequentist fit the posterior is compared with: ``"lmer"`` or ``"glmer"`` (the
+        tables' ``lmer`` columns hold either, one vocabulary for both)."""
+        return "lmer" if self.family is None else "glmer"
+
     def tables(self) -> dict[str, pd.DataFrame]:
         """The five tables by name."""
         sigma = "residual SD" if self.family is None else "family parameters"
@@ -130,7 +136,7 @@ class Comparison:
         for ax, (name, row) in zip(axes, table.iterrows()):
             ax.hlines(0, row["lower"], row["upper"], color="tab:blue", lw=3, label=f"posterior {self.prob:.0%} interval")
             ax.plot(row["mean"], 0, "o", color="tab:blue", label="posterior mean")
-            ax.plot(row["lmer"], 0, "x", color="tab:red", markersize=9, mew=2, label="lmer estimate")
+            ax.plot(row["lmer"], 0, "x", color="tab:red", markersize=9, mew=2, label=f"{self.engine} estimate")
             ax.set_yticks([0], [str(name)], fontsize=8)
             ax.tick_params(axis="x", labelsize=7)
             for side in ("top", "right", "left"):
