@@ -285,6 +285,27 @@ def test_expert_quantiles_become_priors() -> None:
         bm.priors.from_quantiles(0, 5, family="LKJ")
 
 
+def test_expert_quantiles_on_the_response_scale_of_a_family() -> None:
+    """"A typical count is between 2 and 10" (log link) and "the success rate is between 10% and 40%"
+    (logit link): the prior on the link scale puts 90% on coefficients whose mean response lies in the
+    interval (checked through scipy's normal distribution and the inverse links, not the code's own)."""
+    from scipy import stats
+
+    counts = bm.priors.from_quantiles(2, 10, mass=0.9, link="log")
+    lo, hi = stats.norm(counts.mu, counts.sigma).ppf([0.05, 0.95])
+    assert (np.exp(lo), np.exp(hi)) == pytest.approx((2, 10), rel=0.01)
+    rate = bm.priors.from_quantiles(0.1, 0.4, mass=0.9, link="logit")
+    inside = stats.norm(rate.mu, rate.sigma).cdf(np.log(0.4 / 0.6)) - stats.norm(rate.mu, rate.sigma).cdf(np.log(0.1 / 0.9))
+    assert inside == pytest.approx(0.9, abs=0.005)
+    spec = bm.priors.PriorSpec({"Intercept": bm.priors.Normal(0, 2.5)})
+    bm.priors.set_from_quantiles(spec, "Intercept", 2, 10, link="log")
+    assert spec.sources["Intercept"] == "expert: 90% between 2 and 10 on the response scale, log link (Normal, PreliZ maxent)"
+    with pytest.raises(bm.PriorError, match="outside the range of the logit link"):
+        bm.priors.from_quantiles(0.5, 1.5, link="logit")
+    with pytest.raises(bm.PriorError, match="location prior"):
+        bm.priors.from_quantiles(1, 5, family="HalfNormal", link="log")
+
+
 def test_historical_priors_from_other_data_do_not_trigger_the_same_data_note(sleep) -> None:
     earlier, later = sleep[sleep.Days <= 4], sleep[sleep.Days > 4]
     spec = bm.priors.empirical(bm.lmer(FORMULA, earlier))

@@ -26,7 +26,8 @@ __all__ = ["from_quantiles", "set_from_quantiles"]
 _ELICITABLE = ("Normal", "StudentT", "HalfNormal", "HalfStudentT", "Exponential", "Gamma", "LogNormal")
 
 
-def from_quantiles(lower: float, upper: float, mass: float = 0.9, family: str = "Normal", nu: float = 3.0) -> Distribution:
+def from_quantiles(lower: float, upper: float, mass: float = 0.9, family: str = "Normal", nu: float = 3.0,
+                   link: str | None = None) -> Distribution:
     """The maximum-entropy distribution of a family with ``mass`` probability in ``[lower, upper]``.
 
     Parameters
@@ -39,20 +40,32 @@ def from_quantiles(lower: float, upper: float, mass: float = 0.9, family: str = 
         One of Normal, StudentT, HalfNormal, HalfStudentT, Exponential, Gamma, LogNormal.
     nu : float
         Degrees of freedom kept fixed for the Student-t families.
+    link : str, optional
+        The interval is on the response scale (a mean count, a probability) and the prior
+        is for a coefficient on this link's scale (``"log"``, ``"logit"``, ``"probit"``,
+        ``"cloglog"``, ``"inverse"``): the bounds go through the link, so the prior puts
+        ``mass`` on link values whose mean response lies in the interval. For location
+        priors (Normal, StudentT), e.g. the intercept of a family model.
 
     Raises
     ------
     PriorError
-        Bad interval or mass, unknown family, or PreliZ finding no member.
+        Bad interval or mass, unknown family, or PreliZ finding no member; an interval
+        outside the link's range.
 
     Examples
     --------
     >>> prior = from_quantiles(0, 20, mass=0.9)   # "90% sure the effect is between 0 and 20"
     >>> prior.family, round(prior.mu, 1), round(prior.sigma, 2)
     ('Normal', 10.0, 6.08)
+    >>> counts = from_quantiles(2, 10, link="log")  # "a typical count is between 2 and 10"
+    >>> round(counts.mu, 3), round(counts.sigma, 3)   # on the log scale: log 2 .. log 10
+    (1.498, 0.489)
     """
     import preliz as pz
 
+    if link is not None and link != "identity":
+        lower, upper = _through_link(lower, upper, link, family)
     if family not in _ELICITABLE:
         raise PriorError(f"cannot elicit a {family!r} prior from quantiles; choose one of {', '.join(_ELICITABLE)}")
     if not 0.0 < mass < 1.0:
@@ -78,8 +91,26 @@ def from_quantiles(lower: float, upper: float, mass: float = 0.9, family: str = 
     return found
 
 
+def _through_link(lower: float, upper: float, link: str, family: str) -> tuple[float, float]:
+    """The interval's bounds on the link scale (in increasing order: the inverse link reverses them)."""
+    import numpy as np
+
+    from ..families import get_link
+
+    if family not in ("Normal", "StudentT"):
+        raise PriorError(f"link= maps a response-scale interval to a coefficient's prior on the link scale, which "
+                         f"is a location prior: use family='Normal' or 'StudentT', not {family!r}")
+    with np.errstate(all="ignore"):
+        values = get_link(link).link(np.array([lower, upper], dtype=float))
+    if not np.all(np.isfinite(values)) or values[0] == values[1]:
+        raise PriorError(f"the interval [{lower}, {upper}] is outside the range of the {link} link (log: positive "
+                         "means; logit, probit, cloglog: probabilities strictly between 0 and 1)")
+    return float(min(values)), float(max(values))
+
+
 def set_from_quantiles(
-    spec: PriorSpec, key: str, lower: float, upper: float, mass: float = 0.9, family: str = "Normal"
+    spec: PriorSpec, key: str, lower: float, upper: float, mass: float = 0.9, family: str = "Normal",
+    link: str | None = None,
 ) -> PriorSpec:
     """Set ``spec[key]`` from an expert interval and record the elicitation as its source.
 
@@ -90,8 +121,8 @@ def set_from_quantiles(
     spec : PriorSpec
     key : str
         Parameter name, e.g. ``"Days"`` or ``"sd[Subject][Days]"``.
-    lower, upper, mass, family
-        As in :func:`from_quantiles`.
+    lower, upper, mass, family, link
+        As in :func:`from_quantiles` (with ``link``, the interval is on the response scale).
 
     Examples
     --------
@@ -100,7 +131,8 @@ def set_from_quantiles(
     >>> spec.sources["Days"]
     'expert: 90% between 0 and 20 (Normal, PreliZ maxent)'
     """
-    dist = from_quantiles(lower, upper, mass=mass, family=family)
+    dist = from_quantiles(lower, upper, mass=mass, family=family, link=link)
     spec[key] = dist
-    spec.sources[key] = f"expert: {mass:.0%} between {lower:g} and {upper:g} ({family}, PreliZ maxent)"
+    scale = "" if link in (None, "identity") else f" on the response scale, {link} link"
+    spec.sources[key] = f"expert: {mass:.0%} between {lower:g} and {upper:g}{scale} ({family}, PreliZ maxent)"
     return spec
