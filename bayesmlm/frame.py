@@ -50,12 +50,16 @@ class ModelFrame:
         The user's labels of the rows kept, for error messages.
     factors : dict of str -> (ndarray, list of str)
         Codes and level names of each grouping factor (:func:`factor_codes`).
+    pruned : frozenset of str
+        Categorical columns whose unused categories were dropped (as lme4's model frame does),
+        so that no design column is all zeros.
     """
 
     columns: dict[str, pd.Series]
     n_dropped: int
     row_labels: pd.Index
     factors: dict[str, tuple[np.ndarray, list[str]]] = field(default_factory=dict)
+    pruned: frozenset = frozenset()
 
     @property
     def n(self) -> int:
@@ -82,6 +86,7 @@ class ModelFrame:
         names = [c for c in self.columns if c in looked_up]
         if (
             self.n_dropped == 0
+            and not self.pruned
             and not any(isinstance(self.columns[c].dtype, pd.StringDtype) for c in names)
             and not any(name in source.columns for name in looked_up if name not in self.columns)
         ):
@@ -342,6 +347,10 @@ def model_frame(
             raise DataError("no complete rows remain after dropping missing values")
         used, labels = {c: frame[c] for c in columns}, frame.index
     _check_response(formula, used)
+    pruned = frozenset(c for c, col in used.items()
+                       if isinstance(col.dtype, pd.CategoricalDtype) and col.nunique() < len(col.cat.categories))
+    for c in pruned:
+        used[c] = used[c].cat.remove_unused_categories()
     if any(_may_be_infinite(col) for col in used.values()):
         raise nonfinite_error(infinite_in_columns(pd.DataFrame(used, copy=False)))
     column_cache: dict[str, tuple[np.ndarray, list]] = {}  # a column in two factors (a/b) is coded once
@@ -349,7 +358,7 @@ def model_frame(
     if check_levels:
         for factor, (_, levels) in factors.items():
             _check_levels(factor, levels, len(labels))
-    return ModelFrame(used, n_dropped, labels, factors)
+    return ModelFrame(used, n_dropped, labels, factors, pruned)
 
 
 def level_order(values: pd.Series) -> list:
@@ -415,7 +424,7 @@ def _factor_codes(
         comp_codes.append(cache[col][0])
         comp_names.append(cache[col][1])
     if len(cols) == 1:
-        return comp_codes[0], comp_names[0]
+        return comp_codes[0], _distinct(comp_names[0], factor)
     # the combinations present, in the order of their components' levels (first column first):
     # one integer per row in mixed radix sorts as the rows would lexicographically
     if np.prod([float(len(names)) for names in comp_names]) >= 2.0**62:
@@ -433,3 +442,19 @@ def _factor_codes(
     parts.reverse()
     names = [":".join(comp_names[j][c] for j, c in enumerate(row)) for row in zip(*parts)]
     return codes.reshape(-1).astype(np.int64), names
+
+
+def _distinct(names: list[str], factor: str) -> list[str]:
+    """A factor's level names, checked to be distinct: a level ``1`` and a level ``"1"`` print alike, and
+    ranef() and predictions (which match a factor's levels by their text) would mix them up. (The levels
+    of an interaction ``a:b`` may print alike when their parts contain ":"; predictions match those by
+    their parts, see :mod:`bayesmlm.newdata`.)"""
+    if len(set(names)) == len(names):
+        return names
+    seen, twice = set(), []
+    for name in names:
+        if name in seen and name not in twice:
+            twice.append(name)
+        seen.add(name)
+    raise DataError(f"grouping factor {factor!r} has different levels with the same text {twice[:3]} (a number and "
+                    "its text, say): recode the column so every level has its own text")

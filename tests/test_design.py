@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
 
+import bayesmlm as bm
 from bayesmlm.design import build_design, r_style_name
 from bayesmlm.stats import SufficientStats
 
@@ -115,3 +118,28 @@ def test_model_frame_holds_used_columns_text_as_objects() -> None:
     assert list(data.columns) == ["angle", "recipe", "replicate"]
     assert data.index.equals(pd.RangeIndex(270)) and data.recipe.dtype == object
     pd.testing.assert_series_equal(data.angle, df.angle.reset_index(drop=True))
+
+
+def test_unused_categories_are_dropped_as_lme4_does() -> None:
+    """A pandas Categorical with a category no row has: no all-zero design column (whose SD the data
+    could not identify); the fit equals the one on the same column as text."""
+    rng = np.random.default_rng(0)
+    n = 300
+    df = pd.DataFrame({"a": rng.choice(list("pqrstu"), n), "x": rng.normal(size=n)})
+    df["c"] = pd.Categorical(rng.choice(list("abc"), n), categories=list("abcz"))
+    df["y"] = df.x + rng.normal(size=n)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = bm.lmer("y ~ x + (0 + c | a)", df)
+        text = bm.lmer("y ~ x + (0 + c | a)", df.assign(c=df.c.astype(str)))
+        fixed = bm.lmer("y ~ c + (1 | a)", df)
+    assert fit.design.blocks[0].columns == ("ca", "cb", "cc")
+    np.testing.assert_allclose(fit.theta, text.theta, atol=1e-8)
+    assert fit.loglik == pytest.approx(text.loglik, abs=1e-9)
+    assert list(fixed.fixef().index) == ["Intercept", "cb", "cc"]
+
+
+def test_grouping_levels_that_print_alike_are_refused() -> None:
+    df = pd.DataFrame({"g": [1, "1", 2, "2"] * 10, "y": np.arange(40.0)})
+    with pytest.raises(bm.DataError, match=r"grouping factor 'g' has different levels with the same text \['1', '2'\]"):
+        bm.lmer("y ~ 1 + (1 | g)", df)
