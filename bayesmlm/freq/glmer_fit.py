@@ -28,12 +28,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import nlopt
 import numpy as np
 from scipy import special
 
 from ..families import Family, NegativeBinomial
-from .optimize import optimize_theta
+from .optimize import BestSeen, bobyqa_succeeded, optimize_theta, run_bobyqa
 from .pirls import PirlsEngine, PirlsState, gauss_hermite
 
 __all__ = ["GlmerSolution", "fit_glmm", "deriv12", "theta_ml"]
@@ -142,34 +141,11 @@ FTOL = 1e-8
 
 def _bobyqa(fun, x0: np.ndarray, lower: np.ndarray, steps: np.ndarray, max_evaluations: int = 20_000,
             xtol: float = STAGE2_XTOL):
-    """Minimise with per-coordinate initial steps; returns (x, value, evaluations, ok)."""
-    d = len(x0)
-    best = [np.inf, np.asarray(x0, dtype=float).copy()]
-    count = [0]
-
-    def objective(x, grad=None):
-        count[0] += 1
-        value = fun(np.asarray(x, dtype=float))
-        if value < best[0]:
-            best[0], best[1] = value, np.array(x, dtype=float)
-        return value
-
-    opt = nlopt.opt(nlopt.LN_BOBYQA, d)
-    opt.set_min_objective(objective)
-    opt.set_lower_bounds(lower)
-    opt.set_upper_bounds(np.full(d, np.inf))
-    opt.set_initial_step(steps)
-    opt.set_xtol_abs(steps * xtol)
-    opt.set_ftol_abs(FTOL)
-    opt.set_maxeval(max_evaluations)
-    x = np.clip(np.asarray(x0, dtype=float), lower, None)
-    try:
-        opt.optimize(x)
-        status = opt.last_optimize_result()
-    except nlopt.RoundoffLimited:
-        status = nlopt.SUCCESS
-    ok = status in (nlopt.SUCCESS, nlopt.FTOL_REACHED, nlopt.XTOL_REACHED, nlopt.STOPVAL_REACHED)
-    return best[1], best[0], count[0], ok, status
+    """Minimise with per-coordinate initial steps; returns (x, value, evaluations, ok, status)."""
+    objective = BestSeen(fun, x0)
+    status = run_bobyqa(objective, np.clip(np.asarray(x0, dtype=float), lower, None), lower, xtol_abs=steps * xtol,
+                        ftol_abs=FTOL, initial_step=steps, max_evaluations=max_evaluations)
+    return objective.x, objective.value, objective.count, bobyqa_succeeded(status), status
 
 
 def _rx_vcov(RX: np.ndarray) -> np.ndarray:

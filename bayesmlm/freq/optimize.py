@@ -257,6 +257,51 @@ def _remembered(fun: Callable) -> Callable:
     return wrapped
 
 
+class BestSeen:
+    """An objective for NLopt that counts its evaluations and keeps the best point it has seen
+    (NLopt may stop on a point it evaluated earlier than its last)."""
+
+    def __init__(self, fun: Callable[[np.ndarray], float], x0: np.ndarray):
+        self.fun = fun
+        self.count = 0
+        self.value = np.inf
+        self.x = np.asarray(x0, dtype=float).copy()
+
+    def __call__(self, x, grad=None) -> float:
+        self.count += 1
+        value = self.fun(np.asarray(x, dtype=float))
+        if value < self.value:
+            self.value, self.x = value, np.array(x, dtype=float)
+        return value
+
+
+def run_bobyqa(objective: BestSeen, x0: np.ndarray, lower: np.ndarray, *, xtol_abs: np.ndarray, ftol_abs: float,
+               ftol_rel: float = 0.0, initial_step: np.ndarray | None = None, max_evaluations: int = 20_000) -> int:
+    """NLopt's BOBYQA from ``x0`` with ``x >= lower``; returns NLopt's status (the best point is the
+    objective's). A stop because BOBYQA cannot improve further (``RoundoffLimited``) counts as success."""
+    d = len(x0)
+    opt = nlopt.opt(nlopt.LN_BOBYQA, d)
+    opt.set_min_objective(objective)
+    opt.set_lower_bounds(lower)
+    opt.set_upper_bounds(np.full(d, np.inf))
+    opt.set_ftol_abs(ftol_abs)
+    opt.set_ftol_rel(ftol_rel)
+    opt.set_xtol_abs(xtol_abs)
+    opt.set_maxeval(max_evaluations)
+    if initial_step is not None:
+        opt.set_initial_step(np.asarray(initial_step, dtype=float))
+    try:
+        opt.optimize(np.asarray(x0, dtype=float))
+        return opt.last_optimize_result()
+    except nlopt.RoundoffLimited:
+        return nlopt.SUCCESS
+
+
+def bobyqa_succeeded(status: int) -> bool:
+    """Whether an NLopt status means BOBYQA met one of its tolerances."""
+    return status in _NLOPT_SUCCESS
+
+
 def optimize_theta(
     fun: Callable[[np.ndarray], float],
     theta0: np.ndarray,
@@ -287,47 +332,24 @@ def optimize_theta(
     """
     theta0 = np.asarray(theta0, dtype=float)
     d = len(theta0)
-    count = [0]
     settings = getattr(fun, "bobyqa_settings", None) or BOBYQA_SETTINGS
     polish = bool(getattr(fun, "newton_polish", False))
     if initial_step is None:
         initial_step = getattr(fun, "initial_step", None)
+    if initial_step is None and settings["initial_step"] is not None:
+        initial_step = np.full(d, settings["initial_step"])
     fun = _remembered(fun)
-
-    best = [np.inf, theta0.copy()]
-
-    def objective(x, grad=None):
-        count[0] += 1
-        value = fun(np.asarray(x, dtype=float))
-        if value < best[0]:
-            best[0], best[1] = value, np.array(x, dtype=float)
-        return value
+    objective = BestSeen(fun, theta0)
 
     messages = []
     if d == 1:
         _, converged = _brent(objective, theta0, lower, max_evaluations)
         status = nlopt.SUCCESS if converged else nlopt.MAXEVAL_REACHED
-        theta = best[1]
     else:
-        opt = nlopt.opt(nlopt.LN_BOBYQA, d)
-        opt.set_min_objective(objective)
-        opt.set_lower_bounds(lower)
-        opt.set_upper_bounds(np.full(d, np.inf))
-        opt.set_ftol_abs(settings["ftol_abs"])
-        opt.set_ftol_rel(settings["ftol_rel"])
-        opt.set_xtol_abs(np.full(d, settings["xtol_abs"]))
-        opt.set_maxeval(max_evaluations)
-        if initial_step is not None:
-            opt.set_initial_step(np.asarray(initial_step, dtype=float))
-        elif settings["initial_step"] is not None:
-            opt.set_initial_step(np.full(d, settings["initial_step"]))
-        try:
-            opt.optimize(theta0)
-            status = opt.last_optimize_result()
-        except nlopt.RoundoffLimited:  # BOBYQA could not improve further: keep its best point
-            status = nlopt.SUCCESS
-        theta = best[1]
-    theta = _snap_to_bounds(fun, theta, lower)
+        status = run_bobyqa(objective, theta0, lower, xtol_abs=np.full(d, settings["xtol_abs"]),
+                            ftol_abs=settings["ftol_abs"], ftol_rel=settings["ftol_rel"], initial_step=initial_step,
+                            max_evaluations=max_evaluations)
+    theta = _snap_to_bounds(fun, objective.x, lower)
     value = fun(theta)
     converged = status in _NLOPT_SUCCESS
     if status == nlopt.MAXEVAL_REACHED:
@@ -346,4 +368,4 @@ def optimize_theta(
                 f"model failed to converge: max|scaled gradient| = {max_grad:.3g} (tolerance 0.002); "
                 "centre and scale continuous predictors, or simplify the random-effects structure"
             )
-    return OptimizerResult(np.asarray(theta), float(value), count[0], converged, messages, max_grad)
+    return OptimizerResult(np.asarray(theta), float(value), objective.count, converged, messages, max_grad)
