@@ -25,6 +25,8 @@ from bayesmlm.bayes.native import ERROR_DEFECT, ERROR_NOT_POSITIVE_DEFINITE, Nat
 from bayesmlm.design import build_design
 from bayesmlm.priors.distributions import Exponential, Gamma, HalfNormal, HalfStudentT, LogNormal, StudentT
 
+from .density_checks import central_gradient, correlation_log_jacobian
+
 FORMULAS = ["y ~ x1 + (x1 | g) + (1 | h)", "y ~ x1 + x2 + (x1 + x2 | g) + (x1 || h)"]
 
 
@@ -46,19 +48,6 @@ def mixed_family_priors(formula: str, df: pd.DataFrame):
     for key, dist in zip(positive, families * 2):
         spec[key] = dist
     return spec
-
-
-def correlation_log_jacobian(native: NativeCollapsed, x: np.ndarray, start: int, k: int) -> float:
-    """log |d (strictly lower entries of L) / d x| by central differences."""
-    def lower(point):
-        return np.linalg.cholesky(native.expand(point)["cor[g]"])[np.tril_indices(k, -1)]
-
-    rows = []
-    for i in range(start, start + k * (k - 1) // 2):
-        step = np.zeros_like(x)
-        step[i] = 1e-6
-        rows.append((lower(x + step) - lower(x - step)) / 2e-6)
-    return float(np.linalg.slogdet(np.array(rows))[1])
 
 
 @pytest.mark.parametrize("formula", FORMULAS)
@@ -84,7 +73,7 @@ def test_compiled_density_equals_pymc_collapsed_density(formula: str, data: pd.D
                 point[f"sd[{factor}]_log__"] = log_sd
             else:  # mixed families: one scalar per column
                 point.update({f"sd[{factor}]__{i}_log__": value for i, value in enumerate(log_sd)})
-        log_jacobian = x[:kg + kh].sum() + x[-1] + correlation_log_jacobian(native, x, kg + kh, kg)
+        log_jacobian = x[:kg + kh].sum() + x[-1] + correlation_log_jacobian(native, x, "g", kg + kh, kg)
         differences.append(native.logp_and_grad(x)[0] - log_jacobian - logp(point))
     assert np.ptp(differences) < 1e-7, differences
 
@@ -96,8 +85,7 @@ def test_compiled_gradient_matches_central_differences(formula: str, data: pd.Da
     for _ in range(3):
         x = rng.normal(size=native.n_dim) * 0.7
         _, grad = native.logp_and_grad(x)
-        numeric = np.array([(native.logp_and_grad(x + h)[0] - native.logp_and_grad(x - h)[0]) / 2e-6
-                            for h in np.eye(native.n_dim) * 1e-6])
+        numeric = central_gradient(native, x)
         np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-4)
 
 

@@ -26,6 +26,8 @@ from bayesmlm.bayes.noncentred import NativeNonCentred, noncentred_supports
 from bayesmlm.family_design import family_design
 from bayesmlm.priors.distributions import Exponential, Gamma, HalfNormal, HalfStudentT, LogNormal, StudentT
 
+from .density_checks import central_gradient, correlation_log_jacobian
+
 
 @pytest.fixture(scope="module")
 def data() -> pd.DataFrame:
@@ -66,18 +68,6 @@ def varied_priors(design):
     return spec
 
 
-def _correlation_log_jacobian(native, x, factor, start, k) -> float:
-    def lower(point):
-        return np.linalg.cholesky(native.expand(point)[f"cor[{factor}]"])[np.tril_indices(k, -1)]
-
-    rows = []
-    for i in range(start, start + k * (k - 1) // 2):
-        step = np.zeros_like(x)
-        step[i] = 1e-6
-        rows.append((lower(x + step) - lower(x - step)) / 2e-6)
-    return float(np.linalg.slogdet(np.array(rows))[1])
-
-
 def _pymc_point(model, native, design, x):
     """The PyMC value variables at the compiled density's point ``x``, and the log Jacobian of ``x``."""
     names = {v.name for v in model.value_vars}
@@ -99,7 +89,7 @@ def _pymc_point(model, native, design, x):
             L = np.linalg.cholesky(native.expand(x)[f"cor[{b.factor}]"])
             transform = model.rvs_to_transforms[model[f"chol_cor[{b.factor}]"]]
             point[f"chol_cor[{b.factor}]_cholesky_corr__"] = transform.forward(L).eval()
-            log_jac += _correlation_log_jacobian(native, x, b.factor, t, k)
+            log_jac += correlation_log_jacobian(native, x, b.factor, t, k)
             t += k * (k - 1) // 2
     for b in design.blocks:
         point[f"z[{b.factor}]"] = x[t:t + b.n_effects].reshape(b.n_levels, b.n_cols)
@@ -138,8 +128,7 @@ def test_compiled_gradient_matches_central_differences(formula, family, args, da
     rng = np.random.default_rng(2)
     x = native.start + rng.normal(size=native.n_dim) * 0.5
     _, grad = native.logp_and_grad(x)
-    numeric = np.array([(native.logp_and_grad(x + h)[0] - native.logp_and_grad(x - h)[0]) / 2e-6
-                        for h in np.eye(native.n_dim) * 1e-6])
+    numeric = central_gradient(native, x)
     np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-4)
 
 
@@ -163,8 +152,7 @@ def test_gaussian_design_without_family_equals_pymc_model(data) -> None:
         differences.append(native.logp_and_grad(x)[0] - log_jac - float(logp(point)))
     assert np.ptp(differences) < 1e-7, differences
     x = native.start + rng.normal(size=native.n_dim) * 0.5
-    numeric = np.array([(native.logp_and_grad(x + h)[0] - native.logp_and_grad(x - h)[0]) / 2e-6
-                        for h in np.eye(native.n_dim) * 1e-6])
+    numeric = central_gradient(native, x)
     np.testing.assert_allclose(native.logp_and_grad(x)[1], numeric, rtol=1e-5, atol=1e-4)
 
 
@@ -199,8 +187,7 @@ def test_centred_packing_is_the_same_posterior(formula, family, args, data) -> N
         for key, value in non_centred.expand(x).items():
             np.testing.assert_allclose(centred.expand(xc)[key], value, atol=1e-12)
     _, grad = centred.logp_and_grad(xc)
-    numeric = np.array([(centred.logp_and_grad(xc + h)[0] - centred.logp_and_grad(xc - h)[0]) / 2e-6
-                        for h in np.eye(centred.n_dim) * 1e-6])
+    numeric = central_gradient(centred, xc)
     np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-4)
 
 
@@ -254,8 +241,7 @@ def test_gaussian_fixed_effects_integrated_out(case, data) -> None:
             moves = np.array([marginal.expand(np.r_[e, rest])["beta"] - at_zero for e in np.eye(p)])
             np.testing.assert_allclose(moves.T @ moves, np.linalg.inv(hess), rtol=1e-4, atol=1e-10)
         _, grad = marginal.logp_and_grad(x)
-        numeric = np.array([(marginal.logp_and_grad(x + h)[0] - marginal.logp_and_grad(x - h)[0]) / 2e-6
-                            for h in np.eye(marginal.n_dim) * 1e-6])
+        numeric = central_gradient(marginal, x)
         np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-4)
     if case == "crossed":
         assert noncentred.integrates_fixed_effects(design, varied_priors(design), np.ones(design.n)) is False
