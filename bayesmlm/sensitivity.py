@@ -1,6 +1,6 @@
 """Prior sensitivity: refit with every prior made narrower and wider, and see what moves.
 
-Each prior's width is multiplied by each factor (:func:`widen`: Normal and
+Each prior's width is multiplied by each factor (``Distribution.scaled``: Normal and
 Student-t sigma, half-distribution scales, the exponential's mean, the gamma's
 scale, and the log-normal's sigma, its width on the log scale, with the median
 kept; LKJ priors have no width and stay),
@@ -41,34 +41,14 @@ import pandas as pd
 from arviz_stats.base import array_stats
 from scipy import stats
 
-from .priors.distributions import Distribution, LogNormal
 from .priors.spec import PriorSpec
 
-__all__ = ["Sensitivity", "sensitivity", "scale_priors", "widen", "mcse_table", "noise_multiplier"]
-
-
-def widen(dist: Distribution, factor: float) -> Distribution:
-    """The prior ``factor`` times as wide, its centre kept: what sensitivity scales.
-
-    :meth:`Distribution.scaled <bayesmlm.priors.distributions.Distribution.scaled>`, except
-    for the log-normal (the prior of the negative binomial's ``phi`` and the Gamma's
-    ``shape``): ``LogNormal.scaled`` rescales the variable, which moves the median by
-    ``factor`` and leaves the spread on the log scale alone; here the log-scale ``sigma``
-    is multiplied instead, so the prior gets wider (or narrower) around the same median.
-
-    Examples
-    --------
-    >>> from bayesmlm.priors import LogNormal, Normal
-    >>> widen(LogNormal(1.5, 2.0), 2), widen(Normal(0, 1), 0.5)
-    (LogNormal(mu=1.5, sigma=4), Normal(mu=0, sigma=0.5))
-    """
-    if isinstance(dist, LogNormal):
-        return LogNormal(dist.mu, dist.sigma * factor)
-    return dist.scaled(factor)
+__all__ = ["Sensitivity", "sensitivity", "scale_priors", "mcse_table", "noise_multiplier"]
 
 
 def scale_priors(spec: PriorSpec, factor: float) -> PriorSpec:
-    """A copy of ``spec`` with every prior ``factor`` times as wide (:func:`widen`).
+    """A copy of ``spec`` with every prior ``factor`` times as wide (``Distribution.scaled``; the
+    log-normal prior of ``phi`` or ``shape`` widens on the log scale around the same median).
 
     Examples
     --------
@@ -79,8 +59,7 @@ def scale_priors(spec: PriorSpec, factor: float) -> PriorSpec:
     """
     out = spec.copy()
     for key in list(out):
-        dist = widen(out[key], factor)
-        out[key] = dist
+        out[key] = out[key].scaled(factor)
         out.sources[key] = f"{spec.sources.get(key, '')} (x{factor:g} width)".strip()
     out.meta = {k: v for k, v in spec.meta.items() if k != "data_fingerprint"}
     return out

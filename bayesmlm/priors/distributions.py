@@ -234,12 +234,13 @@ class Gamma(Distribution):
 
 @dataclass(frozen=True, repr=False)
 class LogNormal(Distribution):
-    """Log-normal: ``log(x) ~ Normal(mu, sigma)``.
+    """Log-normal: ``log(x) ~ Normal(mu, sigma)``; ``scaled`` widens it on the log scale around
+    the same median (the prior of a precision such as ``phi`` or ``shape``).
 
     Examples
     --------
-    >>> LogNormal(0, 1).pymc_class().__name__
-    'LogNormal'
+    >>> LogNormal(0, 1).pymc_class().__name__, LogNormal(1.5, 2).scaled(2)
+    ('LogNormal', LogNormal(mu=1.5, sigma=4))
     """
 
     mu: float = 0.0
@@ -247,9 +248,6 @@ class LogNormal(Distribution):
     family: ClassVar[str] = "LogNormal"
     support: ClassVar[Support] = "positive"
     positive: ClassVar[tuple[str, ...]] = ("sigma",)
-
-    def scaled(self, factor: float) -> "LogNormal":
-        return LogNormal(self.mu + math.log(factor), self.sigma)
 
     def draw(self, rng, size=None, dim=2):
         return rng.lognormal(self.mu, self.sigma, size)
