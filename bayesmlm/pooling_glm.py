@@ -587,23 +587,6 @@ def _model_family(fit, post, family, link, trials, weights, offset, sample_kwarg
     return None
 
 
-def _design_glmer(design: Design):
-    """glmer of a family design (its trials, weights and offsets), warnings left to the user.
-
-    ``bm.sample``'s ``_quiet_glmer`` silences them (its fit only centres priors); pooling shows
-    the fit's estimates, so a separation or convergence warning must reach the user.
-    """
-    from .freq.glmer import _Parts, glmer
-
-    fam, glm = design.family, design.glm
-    frame = design.data.copy()
-    frame["bm_weights_"] = glm.trials * glm.weights if fam.name == "binomial" else glm.weights
-    frame["bm_offset_"] = glm.offset
-    internal = _Parts(design.formula.text).design_formula  # RESPONSE ~ fixed + random, offsets dropped
-    return glmer(internal, frame, family=fam.glmer_name, link=fam.link.name, weights="bm_weights_",
-                 offset="bm_offset_")
-
-
 def _family_fits(formula: str, data: pd.DataFrame, family: str | Family, *, fit=None, post=None,
                  bayes: bool = True, sample_kwargs: dict | None = None, link: str | None = None, trials=None,
                  weights=None, offset=None):
@@ -611,7 +594,7 @@ def _family_fits(formula: str, data: pd.DataFrame, family: str | Family, *, fit=
     or None) to pool: ``(GlmerFit, BayesFit or None)``."""
     from .bayes.sample import sample
     from .family_design import family_design, sampling_family
-    from .freq.glmer import glmer
+    from .freq.glmer import glmer, glmer_of_design
     from .priors.rules import require_same_data
 
     fam = family if isinstance(family, Family) else sampling_family(family, link)
@@ -630,7 +613,7 @@ def _family_fits(formula: str, data: pd.DataFrame, family: str | Family, *, fit=
                          f"({fam.link.name} link)")
     design = family_design(formula, data, fam, trials=trials, weights=weights, offset=offset, na_action="drop")
     if fit is None:
-        fit = (_design_glmer(design) if trials is not None else
+        fit = (glmer_of_design(design) if trials is not None else
                glmer(formula, data, family=fam.glmer_name, link=fam.link.name, weights=weights, offset=offset))
     else:  # the fit's own offsets and weights drive no pooling: they must be the model's
         require_same_data({"data": design, "fit": fit.design}, "pooling")

@@ -535,21 +535,14 @@ def _family_priors(priors, design, freq) -> PriorSpec:
 
 def _quiet_glmer(design):
     """A glmer fit of a family design for empirical priors, or None for families glmer does not fit."""
-    from ..freq.glmer import BAYES_ONLY, _Parts, glmer
+    from ..freq.glmer import BAYES_ONLY, glmer_of_design
 
     fam = design.family
     if fam.name in BAYES_ONLY or fam.name == "gaussian":  # glmer hands gaussian to lmer, without weights/offsets
         return None
-    weights = design.glm.trials if fam.name == "binomial" else design.glm.weights
-    frame = design.data.copy()
-    frame["bm_weights_"] = weights
-    frame["bm_offset_"] = design.glm.offset
-    internal = _Parts(design.formula.text).design_formula  # RESPONSE ~ fixed + random, offsets dropped
-    family = fam.glmer_name
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return glmer(internal, frame, family=family, link=fam.link.name,
-                     weights="bm_weights_", offset="bm_offset_")
+        return glmer_of_design(design)
 
 
 def _sample_family(formula, data, priors, *, family, link, trials, weights, offset, draws, tune, chains, seed,

@@ -42,7 +42,7 @@ from .glmer_result import GlmerFit, SeparationWarning, find_separation
 from .pirls import GlmmData, PirlsEngine
 from .theta import ThetaLayout
 
-__all__ = ["glmer", "glmm_design", "GlmerFit", "SeparationWarning", "BAYES_ONLY"]
+__all__ = ["glmer", "glmer_of_design", "glmm_design", "GlmerFit", "SeparationWarning", "BAYES_ONLY"]
 
 RESPONSE = "bm_glmer_response_"
 """Name of the column that holds the evaluated response inside the design."""
@@ -420,3 +420,24 @@ def glmer(
     if not fit.converged and not fit.separation:  # under separation the warning above says why
         warnings.warn("; ".join(solution.messages or ["the optimiser did not converge"]), ConvergenceWarning, stacklevel=2)
     return fit
+
+
+def glmer_of_design(design):
+    """``glmer`` of a family design (:func:`bayesmlm.family_design.family_design`): its response, trials,
+    prior weights and offsets, as the Bayesian model has them; glmer's warnings reach the caller.
+
+    Examples
+    --------
+    >>> import bayesmlm as bm
+    >>> from bayesmlm.family_design import family_design
+    >>> d = family_design("incidence ~ period + (1 | herd)", bm.datasets.load("cbpp"), "binomial", trials="size")
+    >>> round(glmer_of_design(d).loglik, 2)   # the cbind(incidence, size - incidence) fit's
+    -92.03
+    """
+    fam, glm = design.family, design.glm
+    frame = design.data.copy()
+    frame["bm_weights_"] = glm.trials * glm.weights if fam.name == "binomial" else glm.weights
+    frame["bm_offset_"] = glm.offset
+    internal = _Parts(design.formula.text).design_formula  # RESPONSE ~ fixed + random, offsets dropped
+    return glmer(internal, frame, family=fam.glmer_name, link=fam.link.name, weights="bm_weights_",
+                 offset="bm_offset_")
