@@ -26,6 +26,8 @@ True
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pymc as pm
 import pytensor
@@ -100,9 +102,14 @@ def compile_for_nutpie(model: pm.Model):
         return expand
 
     jittered = make_initial_point_fn(model=model, jitter_rvs=set(model.free_RVs), return_transformed=True)
+    # One compiled PyTensor function serves every chain's initial point, and nutpie's chains start in
+    # threads: unguarded, two chains at once can find its output storage empty ("'NoneType' object has
+    # no attribute 'shape'", seen in a full test run), so they take turns.
+    lock = threading.Lock()
 
     def initial_point(seed):
-        return flatten(jittered(seed))
+        with lock:
+            return flatten(jittered(seed))
 
     dims = {name: tuple(model.named_vars_to_dims[name]) for name in names if name in model.named_vars_to_dims}
     return from_pyfunc(
