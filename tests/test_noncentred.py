@@ -199,16 +199,41 @@ def _one_fixed_effect_with_offset(data):
     return design, priors
 
 
-@pytest.mark.parametrize("case", ["crossed", "offset"])
-def test_gaussian_fixed_effects_integrated_out(case, data) -> None:
-    """With normal priors on the fixed effects, the gaussian density integrates them out: it must equal
-    log of the integral of the full density over beta (gaussian in beta: its mode and Hessian give the
-    integral exactly), up to the constant (p/2) log(2 pi); the expanded beta is the conditional draw
-    mode + C^-T xi, whose covariance is the inverse Hessian."""
+def _integrated_slots(design, native, flags):
+    """Indices in ``x`` of the integrated coefficients ``u``: beta, then each integrated block's effects."""
+    slots = list(range(design.p))
+    o_z = native.n_dim - sum(b.n_effects for b in design.blocks) - len(bm.priors.spec.family_parameters(design))
+    start = o_z
+    for block, flag in zip(design.blocks, flags):
+        if flag:
+            slots += list(range(start, start + block.n_effects))
+        start += block.n_effects
+    return np.array(slots)
+
+
+@pytest.mark.parametrize("case,integrated,dense_limit", [
+    ("crossed", [False, False], None), ("crossed", [False, True], None), ("crossed", [True, True], None),
+    ("offset", [False], None), ("offset", [True], None),
+    # the largest integrated factor eliminated level by level: a slope factor, an intercept factor beside
+    # a sampled one, a factor with a correlated and a separate SD group
+    ("crossed", [True, True], 7), ("crossed", [False, True], 3), ("offset", [True], 1)])
+def test_gaussian_coefficients_integrated_out(case, integrated, dense_limit, data, monkeypatch) -> None:
+    """With normal priors on the fixed effects, the gaussian density integrates them out, with the
+    effects of the factors flagged ``integrated``: it must equal log of the integral of the full density
+    (those factors centred, so their effects are its coordinates) over these coefficients (gaussian in
+    them: its mode and Hessian give the integral exactly), up to the constant (q0/2) log(2 pi); the
+    expanded coefficients are the conditional draw mode + C^-T xi, whose covariance is the inverse
+    Hessian. Covers a slope factor (correlated x1 within g) and a factor with a correlated and a
+    separate SD group, integrated or sampled beside an integrated one; with ``dense_limit`` (a smaller
+    :data:`INTEGRATED_UP_TO`) the largest integrated factor is eliminated level by level instead of
+    factorised with the rest."""
     from scipy.optimize import minimize
 
     from bayesmlm.bayes import noncentred
     from bayesmlm.design import build_design
+
+    if dense_limit is not None:
+        monkeypatch.setattr(noncentred, "INTEGRATED_UP_TO", dense_limit)
 
     if case == "crossed":
         design = build_design("cont ~ x1 + x2 + (x1 | g) + (1 | h)", data)
@@ -217,34 +242,72 @@ def test_gaussian_fixed_effects_integrated_out(case, data) -> None:
     else:
         design, priors = _one_fixed_effect_with_offset(data)
         flag_sets = ([True], [False])
-    p = design.p
+    names = ["beta"] + [f"r[{b.factor}]" for b, f in zip(design.blocks, integrated) if f]
     for flags in flag_sets:
-        marginal = NativeNonCentred.from_design(design, priors, centred=flags)
-        full = NativeNonCentred.from_design(design, priors, centred=flags, integrate_fixed=False)
-        assert marginal.fixed_integrated and not full.fixed_integrated
+        full_flags = [c or i for c, i in zip(flags, integrated)]  # integrated factors centred in the full density
+        marginal = NativeNonCentred.from_design(design, priors, centred=flags, integrated=integrated)
+        full = NativeNonCentred.from_design(design, priors, centred=full_flags, integrate_fixed=False)
+        assert marginal.fixed_integrated and not full.fixed_integrated and marginal.integrated == tuple(integrated)
+        assert (marginal.blob[23] != 0) == (dense_limit is not None)  # the elimination section is there
+        slots = _integrated_slots(design, marginal, integrated)
+        q0 = len(slots)
         rng = np.random.default_rng(5)
         for _ in range(3):
             x = marginal.start + rng.normal(size=marginal.n_dim) * 0.4
-            x[:p] = 0.0
-            rest = x[p:]
+            x[slots] = 0.0
 
-            def negative(beta):
-                value, grad = full.logp_and_grad(np.r_[beta, rest])
-                return -value, -grad[:p]
+            def negative(u, x=x):
+                point = x.copy()
+                point[slots] = u
+                value, grad = full.logp_and_grad(point)
+                return -value, -grad[slots]
 
-            mode = minimize(negative, np.zeros(p), jac=True, method="BFGS", options={"gtol": 1e-9}).x
-            hess = np.array([(negative(mode + h)[1] - negative(mode - h)[1]) / 2e-5 for h in np.eye(p) * 1e-5])
-            log_integral = -negative(mode)[0] + 0.5 * p * np.log(2 * np.pi) - 0.5 * np.linalg.slogdet(hess)[1]
-            assert marginal.logp_and_grad(x)[0] - log_integral == pytest.approx(-0.5 * p * np.log(2 * np.pi), abs=1e-6)
-            at_zero = marginal.expand(x)["beta"]
+            mode = minimize(negative, np.zeros(q0), jac=True, method="BFGS", options={"gtol": 1e-10}).x
+            hess = np.array([(negative(mode + h)[1] - negative(mode - h)[1]) / 2e-5 for h in np.eye(q0) * 1e-5])
+            log_integral = -negative(mode)[0] + 0.5 * q0 * np.log(2 * np.pi) - 0.5 * np.linalg.slogdet(hess)[1]
+            assert marginal.logp_and_grad(x)[0] - log_integral == pytest.approx(-0.5 * q0 * np.log(2 * np.pi), abs=1e-6)
+
+            def coefficients(point):
+                expanded = marginal.expand(point)
+                return np.concatenate([np.ravel(expanded[name]) for name in names])
+
+            at_zero = coefficients(x)
             np.testing.assert_allclose(at_zero, mode, rtol=1e-6, atol=1e-6)
-            moves = np.array([marginal.expand(np.r_[e, rest])["beta"] - at_zero for e in np.eye(p)])
-            np.testing.assert_allclose(moves.T @ moves, np.linalg.inv(hess), rtol=1e-4, atol=1e-10)
+            moves = []
+            for s in slots:
+                point = x.copy()
+                point[s] = 1.0
+                moves.append(coefficients(point) - at_zero)
+            moves = np.array(moves)
+            np.testing.assert_allclose(moves.T @ moves, np.linalg.inv(hess), rtol=1e-4, atol=1e-9)
+            sampled = marginal.expand(x)
+            for b, f in zip(design.blocks, integrated):  # sampled factors' effects are the point's own
+                if not f:
+                    np.testing.assert_allclose(sampled[f"r[{b.factor}]"], full.expand(np.where(
+                        np.isin(np.arange(full.n_dim), slots), 0.0, x))[f"r[{b.factor}]"], atol=1e-12)
         _, grad = marginal.logp_and_grad(x)
         numeric = central_gradient(marginal, x)
         np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-4)
     if case == "crossed":
         assert noncentred.integrates_fixed_effects(design, varied_priors(design), np.ones(design.n)) is False
+
+
+def test_integrated_factors_rule() -> None:
+    """The smallest factors are integrated, while the coefficients integrated number at most the limit."""
+    from bayesmlm.bayes.noncentred import INTEGRATED_UP_TO, integrated_factors
+    from bayesmlm.design import build_design
+
+    rng = np.random.default_rng(3)
+    n = 600
+    df = pd.DataFrame({"a": rng.integers(0, 40, n).astype(str), "b": rng.integers(0, 10, n).astype(str),
+                       "c": rng.integers(0, 30, n).astype(str), "x": rng.normal(size=n)})
+    df["y"] = rng.normal(size=n)
+    design = build_design("y ~ x + (x | a) + (x | b) + (1 | c)", df)
+    sizes = {b.factor: b.n_effects for b in design.blocks}
+    assert sizes == {"a": 80, "b": 20, "c": 30} and INTEGRATED_UP_TO == 48
+    flags = dict(zip([b.factor for b in design.blocks], integrated_factors(design)))
+    # 2 + 20 = 22 dense; + 30 would pass 48, so c, the smaller of those left, is eliminated level by level
+    assert flags == {"a": False, "b": True, "c": True}
 
 
 def test_information_ratio_of_a_random_intercept(data) -> None:
@@ -278,3 +341,37 @@ def test_centring_follows_the_fitted_sd_not_only_the_prior() -> None:
             warnings.simplefilter("ignore")
             fit = bm.lmer("y ~ x + (1 | g)", df)
         assert centred_factors(design, priors, fit) == [expected]
+
+
+@pytest.mark.parametrize("formula,family,args", [CASES[5], CASES[2]], ids=["lognormal", "poisson"])
+def test_partially_centred_packing_is_the_same_posterior(formula, family, args, data) -> None:
+    """One-column factors are partially centred per level: ``z ~ N(0, tau^(2 lambda))``,
+    ``r = tau^(1 - lambda) z``. At ``z = r / tau^(1 - lambda)`` the density equals the non-centred one at
+    ``r / tau`` less the Jacobian ``sum_levels lambda log tau``; the expanded draws are equal; the gradient
+    matches central differences."""
+    design = family_design(formula, data, family, **args)
+    priors = varied_priors(design)
+    rng = np.random.default_rng(8)
+    weights = [rng.uniform(0, 1, b.n_levels) for b in design.blocks]
+    flags = [False] * len(design.blocks)
+    non_centred = NativeNonCentred.from_design(design, priors, centred=flags)
+    partial = NativeNonCentred.from_design(design, priors, centred=flags, weights=weights)
+    one_column = [b.n_cols == 1 for b in design.blocks]
+    assert any(one_column)
+    for _ in range(3):
+        x = non_centred.start + rng.normal(size=non_centred.n_dim) * 0.5
+        expanded = non_centred.expand(x)
+        xp = x.copy()
+        t = non_centred.n_dim - sum(b.n_effects for b in design.blocks) - len(bm.priors.spec.family_parameters(design))
+        jacobian = 0.0
+        for b, w, single in zip(design.blocks, weights, one_column):
+            if single:
+                tau = float(np.atleast_1d(expanded[f"sd[{b.factor}]"])[0])
+                xp[t:t + b.n_effects] = x[t:t + b.n_effects] * tau ** w
+                jacobian += np.sum(w) * np.log(tau)
+            t += b.n_effects
+        assert partial.logp_and_grad(xp)[0] + jacobian == pytest.approx(non_centred.logp_and_grad(x)[0], abs=1e-8)
+        for key, value in expanded.items():
+            np.testing.assert_allclose(partial.expand(xp)[key], value, rtol=1e-10, atol=1e-12)
+    _, grad = partial.logp_and_grad(xp)
+    np.testing.assert_allclose(grad, central_gradient(partial, xp), rtol=1e-5, atol=1e-4)

@@ -14,20 +14,27 @@ are non-centred, ``r[F][l] = diag(sd) L z[F][l]``, ``z ~ N(0, 1)``, or centred,
 ``r[F][l] ~ N(0, T T')`` with ``T = diag(sd) L`` (the effects themselves are the
 parameters; chosen per factor by :mod:`bayesmlm.bayes.centring`), with the SD and LKJ
 parametrisation shared with the collapsed density (:mod:`bayesmlm.bayes.scales`).
+A factor with one varying column is partially centred, per level:
+``z ~ N(0, tau^(2 lambda))``, ``r = tau^(1 - lambda) z``, ``lambda`` from the level's
+information (:func:`bayesmlm.bayes.centring.centring_weights`).
 
 Gaussian responses (identity link, no weights) with normal priors on the fixed
-effects have them integrated out: given the group effects and ``sigma`` they are
-gaussian, so the density is the integral over ``beta`` (``X'X`` precomputed, a
-``p x p`` Cholesky factor per evaluation) and the ``p`` parameters in ``beta``'s place
-are standard normals ``xi`` that the expand step turns into an exact draw from the
-conditional, ``beta = mu0 + m + C^-T xi``. This removes the ridge between the
-intercept (and fixed effects constant within levels, as ``service`` for
-``dept:service``) and the mean of the group effects, which a diagonal mass matrix
-can only crawl along.
+effects have them integrated out, with the effects of some factors: given ``sigma``
+and the other factors' effects these are jointly gaussian, so the density is their
+integral and the parameters in their place are standard normals ``xi`` that the
+expand step turns into an exact draw from their conditional, ``u = m + L^-T xi``.
+The factors with fewest effects join the fixed effects in a dense factorisation (at
+most :data:`INTEGRATED_UP_TO` coefficients), and one more factor is eliminated level
+by level (its block of the precision is block diagonal), at a cost linear in its
+levels (:func:`integrated_factors`). This removes the ridges between the intercept
+(and fixed effects constant within levels, as ``service`` for ``dept:service``), a
+small factor and the mean of a factor nested in it, and the correlation between two
+crossed factors, which a diagonal mass matrix can only crawl along.
 
 Unconstrained parameters, in this order: ``beta`` (p; ``xi`` when integrated out);
 ``log sd`` of every varying column of every factor; the correlation values of each
-correlated group; ``z`` (or ``r`` when centred) of every factor, level-major; the
+correlated group; ``z`` (``r`` when centred, ``xi`` when integrated) of every factor,
+level-major; the
 logs of the family's parameters (``sigma``; ``sigma, nu``; ``phi``; ``shape``; none
 for binomial and Poisson). Log densities drop constants (terms in the data only).
 
@@ -59,14 +66,14 @@ from ..family_kernels import loglik_grad
 from ..priors.distributions import Normal, StudentT
 from ..priors.spec import PriorSpec, correlation_key, family_parameters
 from .build import col_dim
-from .centring import centred_factors
+from .centring import centred_factors, centring_weights
 from .nutpie_bridge import (ERROR_DEFECT, EXPAND_SIG, LOGP_SIG, CompiledDensity, add_scale_variables, blob_at,
                             logp_status, prior_scale)
 from .scales import POSITIVE_FAMILIES, group_rows, positive_logp, prior_rows, sd_and_correlations
 
-__all__ = ["NativeNonCentred", "noncentred_supports", "noncentred_callbacks"]
+__all__ = ["NativeNonCentred", "noncentred_supports", "noncentred_callbacks", "integrated_factors"]
 
-_H = 24
+_H = 26
 
 
 def noncentred_supports(design: Design, priors: PriorSpec) -> str | None:
@@ -118,10 +125,18 @@ def _centred(blob, o_blk, n_blocks, bi):
 
 
 @numba.njit(cache=True, error_model="numpy")
+def _integrated(blob, o_blk, n_blocks, bi):
+    """Whether block ``bi``'s effects are integrated out with the fixed effects (their ``z`` slots then
+    hold standard normals that expand turns into a draw from their gaussian conditional)."""
+    return blob[o_blk + 7 * n_blocks + bi] != 0.0
+
+
+@numba.njit(cache=True, error_model="numpy")
 def _group_effects(blob, o_blk, n_blocks, sd, Lfull, z):
     """``T = diag(sd) L`` on each block's columns, and the group effects of every level.
 
-    ``r = T z`` for a non-centred block; a centred block's parameters are ``r``.
+    ``r = T z`` for a non-centred block; a centred block's parameters are ``r``; a block with one
+    varying column has ``r = tau^(1 - lambda) z`` per level (:func:`_partial_prior`).
     """
     n_sd = sd.shape[0]
     T = np.empty((n_sd, n_sd))
@@ -131,6 +146,14 @@ def _group_effects(blob, o_blk, n_blocks, sd, Lfull, z):
     r = np.zeros(z.shape[0])
     for bi in range(n_blocks):
         levels, k, zo, c0 = _block(blob, o_blk, bi)
+        if _integrated(blob, o_blk, n_blocks, bi):  # drawn in expand (_integrated_draw); zero here
+            continue
+        if k == 1:  # partially centred: r = tau^(1 - lambda) z (see _partial_prior)
+            o_lam = int(blob[24])
+            log_tau = math.log(T[c0, c0])
+            for i in range(zo, zo + levels):
+                r[i] = math.exp((1.0 - blob[o_lam + i]) * log_tau) * z[i]
+            continue
         if _centred(blob, o_blk, n_blocks, bi):
             for i in range(zo, zo + levels * k):  # a loop, not a slice assignment (see _matrix)
                 r[i] = z[i]
@@ -143,6 +166,31 @@ def _group_effects(blob, o_blk, n_blocks, sd, Lfull, z):
                     acc += T[c0 + i, c0 + j] * z[base + j]
                 r[base + i] = acc
     return T, r
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _partial_prior(blob, zo, levels, c0, T, z, grad_z, dT):
+    """Log prior of a one-column block's parameters, partially centred, constants dropped.
+
+    Each level's parameter is ``z ~ N(0, tau^(2 lambda))`` and its effect ``r = tau^(1 - lambda) z``
+    (so ``r ~ N(0, tau^2)``), with ``lambda`` per level in ``[0, 1]`` (0: non-centred, 1: centred;
+    Papaspiliopoulos, Roberts & Skold 2003, 2007; Gorinova, Moore & Hoffman 2020). The log prior is
+    ``-1/2 z^2 tau^(-2 lambda) - lambda log tau``; its gradient in ``z`` goes to ``grad_z`` and in
+    ``tau`` to ``dT``.
+    """
+    o_lam = int(blob[24])
+    tau = T[c0, c0]
+    log_tau = math.log(tau)
+    lp = 0.0
+    d_tau = 0.0
+    for i in range(zo, zo + levels):
+        lam = blob[o_lam + i]
+        q = math.exp(-2.0 * lam * log_tau) * z[i] * z[i]
+        lp -= 0.5 * q + lam * log_tau
+        grad_z[i] -= math.exp(-2.0 * lam * log_tau) * z[i]
+        d_tau += lam * (q - 1.0) / tau
+    dT[c0, c0] += d_tau
+    return lp
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -183,47 +231,89 @@ def _offsets(blob):
 
 
 @numba.njit(cache=True, error_model="numpy")
+def _big(blob):
+    """The integrated block eliminated level by level (see :func:`_fixed_conditional`): its index (-1
+    when none) and where its section starts: ``[index, nnz, row pointer (J + 1), columns (nnz), values
+    (nnz x k), Z_l'Z_l (J x k x k)]``, the nonzero columns of each level's cross-product with the dense
+    part's columns."""
+    o = int(blob[23])
+    if o == 0:
+        return -1, 0
+    return int(blob[o]), o
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _cholesky(A):
+    """Lower Cholesky factor of a small symmetric positive-definite matrix."""
+    q = A.shape[0]
+    C = np.zeros((q, q))
+    for i in range(q):
+        for j in range(i + 1):
+            acc = A[i, j]
+            for m in range(j):
+                acc -= C[i, m] * C[j, m]
+            C[i, j] = math.sqrt(acc) if i == j else acc / C[j, j]
+    return C
+
+
+@numba.njit(cache=True, error_model="numpy")
 def _block_layout(blob, n, n_blocks):
-    """Per block: varying columns, first effect, whether Z is the level indicator, first value."""
+    """Per block: varying columns, first effect, whether Z is the level indicator, first value, and
+    where its effects start in the integrated vector ``u = (beta - mu0, integrated effects)`` (-1 for
+    a sampled block)."""
     o_blk = int(blob[14])
     ks = np.empty(n_blocks, dtype=np.int64)
     zos = np.empty(n_blocks, dtype=np.int64)
     ones = np.empty(n_blocks, dtype=np.bool_)
     vo = np.empty(n_blocks, dtype=np.int64)
+    uo = np.empty(n_blocks, dtype=np.int64)
     o = int(blob[16])
+    t = int(blob[2])
+    big, o_big = _big(blob)
     for bi in range(n_blocks):
         ks[bi] = int(blob[o_blk + 4 * bi + 1])
         zos[bi] = int(blob[o_blk + 4 * bi + 2])
         ones[bi] = blob[o_blk + 6 * n_blocks + bi] != 0.0
         vo[bi] = o
         o += n * ks[bi]
-    return ks, zos, ones, vo
+        uo[bi] = -1
+        if _integrated(blob, o_blk, n_blocks, bi) and bi != big:
+            uo[bi] = t
+            t += int(blob[o_blk + 4 * bi]) * ks[bi]
+    if big >= 0:  # the eliminated block's effects follow the dense part
+        uo[big] = t
+    return ks, zos, ones, vo, uo
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _linear_predictor(blob, n, p, n_blocks, beta, r):
-    """``offset + X beta + sum over factors of Z_F r_F`` for every row."""
+def _linear_predictor(blob, n, p, n_blocks, beta, r, residual):
+    """``offset + X beta + sum over factors of Z_F r_F`` for every row, or (``residual``) ``y`` less it
+    (one pass fewer than subtracting afterwards)."""
     o_X, o_y, o_codes = int(blob[12]), int(blob[13]), int(blob[15])
-    ks, zos, ones, vo = _block_layout(blob, n, n_blocks)
-    eta = blob[o_y + 3 * n:o_y + 4 * n].copy()
+    ks, zos, ones, vo, uo = _block_layout(blob, n, n_blocks)
+    sign = -1.0 if residual else 1.0
+    eta = np.empty(n)
     for row in range(n):
         acc = 0.0
         for j in range(p):
             acc += blob[o_X + row * p + j] * beta[j]
-        eta[row] += acc
+        acc += blob[o_y + 3 * n + row]
+        eta[row] = blob[o_y + row] - acc if residual else acc
     for bi in range(n_blocks):
+        if uo[bi] >= 0:  # integrated: its effects are not in r
+            continue
         k, zo, vb = ks[bi], zos[bi], vo[bi]
         codes = blob[o_codes + bi * n:o_codes + (bi + 1) * n]
         if ones[bi]:
             for row in range(n):
-                eta[row] += r[zo + int(codes[row])]
+                eta[row] += sign * r[zo + int(codes[row])]
             continue
         for row in range(n):
             base = zo + int(codes[row]) * k
             acc = 0.0
             for i in range(k):
                 acc += blob[vb + row * k + i] * r[base + i]
-            eta[row] += acc
+            eta[row] += sign * acc
     return eta
 
 
@@ -251,67 +341,304 @@ def _solve_lower_t(C, b, x):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _fixed_conditional(blob, n, p, resid0, v):
-    """The fixed effects' gaussian conditional given the group effects and ``sigma^2 = v``.
-
-    ``resid0 = y - offset - X mu0 - Z r``. Returns the Cholesky factor ``C`` of
-    ``A = X'X / v + diag(1 / s^2)`` (prior ``beta ~ N(mu0, diag(s^2))``), ``m = A^-1 X' resid0 / v``
-    (the conditional mean of ``beta - mu0``) and ``b = X' resid0 / v``.
-    """
-    o_X, o_bpri, o_xtx = int(blob[12]), int(blob[17]), int(blob[21])
-    A = np.empty((p, p))
-    for i in range(p):
-        for j in range(p):
-            A[i, j] = blob[o_xtx + i * p + j] / v
-        s = blob[o_bpri + 4 * i + 3]
-        A[i, i] += 1.0 / (s * s)
-    b = np.zeros(p)
-    for row in range(n):
-        e = resid0[row]
-        for j in range(p):
-            b[j] += blob[o_X + row * p + j] * e
-    for j in range(p):
-        b[j] /= v
-    C = np.zeros((p, p))
-    for i in range(p):
-        for j in range(i + 1):
-            acc = A[i, j]
-            for m in range(j):
-                acc -= C[i, m] * C[j, m]
-            C[i, j] = math.sqrt(acc) if i == j else acc / C[j, j]
-    return C, _solve_lower_t(C, _solve_lower(C, b, np.empty(p)), np.empty(p)), b
+def _block_precision(T, c0, k):
+    """``W = (T_b T_b')^-1`` of the block whose SDs start at ``c0``: the prior precision of one level's effects."""
+    Tb = np.ascontiguousarray(T[c0:c0 + k, c0:c0 + k])
+    Tinv = np.zeros((k, k))
+    unit = np.zeros(k)
+    col = np.empty(k)
+    for j in range(k):
+        unit[j] = 1.0
+        _solve_lower(Tb, unit, col)
+        unit[j] = 0.0
+        for i in range(k):
+            Tinv[i, j] = col[i]
+    W = np.empty((k, k))
+    for i in range(k):
+        for j in range(k):
+            acc = 0.0
+            for m in range(k):
+                acc += Tinv[m, i] * Tinv[m, j]
+            W[i, j] = acc
+    return Tb, W
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _marginal_terms(blob, n, p, resid0, v):
-    """What the fixed effects' integral adds, given ``resid0 = y - offset - X mu0 - Z r`` and ``v = sigma^2``.
+def _cross(blob, n, p, n_blocks, e, q0):
+    """``U' e`` with ``U = [X, Z of each integrated block]``, the columns of ``u``."""
+    o_X, o_codes = int(blob[12]), int(blob[15])
+    ks, zos, ones, vo, uo = _block_layout(blob, n, n_blocks)
+    b = np.zeros(q0)
+    for row in range(n):
+        er = e[row]
+        for j in range(p):
+            b[j] += blob[o_X + row * p + j] * er
+    for bi in range(n_blocks):
+        if uo[bi] < 0:
+            continue
+        k, vb, u0 = ks[bi], vo[bi], uo[bi]
+        codes = blob[o_codes + bi * n:o_codes + (bi + 1) * n]
+        if ones[bi]:
+            for row in range(n):
+                b[u0 + int(codes[row])] += e[row]
+            continue
+        for row in range(n):
+            base = u0 + int(codes[row]) * k
+            for i in range(k):
+                b[base + i] += e[row] * blob[vb + row * k + i]
+    return b
 
-    Returns ``m`` (:func:`_fixed_conditional`), ``log det C`` and ``tr(A^-1 X'X)``. The integrated
-    log-likelihood (constants dropped) is ``-1/2 (rss / v + sum_j m_j^2 / s_j^2) - n log sigma - log det C``
-    with ``rss = |resid0 - X m|^2`` (the minimum over beta of ``|resid0 - X beta|^2 / v + beta' P0 beta``,
-    which it equals, computed without cancellation); its derivative in ``log sigma`` is
-    ``rss / v - n + tr(A^-1 X'X) / v``, and in each row's ``eta`` ``(resid0 - X m) / v``.
+
+@numba.njit(cache=True, error_model="numpy")
+def _subtract_fit(blob, n, p, n_blocks, u, e, v):
+    """``e = (e - U u) / v`` (``U`` as in :func:`_cross`); returns ``|e - U u|^2``. The fixed part last,
+    with the sum of squares and the scaling in its pass."""
+    o_X, o_codes = int(blob[12]), int(blob[15])
+    ks, zos, ones, vo, uo = _block_layout(blob, n, n_blocks)
+    for bi in range(n_blocks):
+        if uo[bi] < 0:
+            continue
+        k, vb, u0 = ks[bi], vo[bi], uo[bi]
+        codes = blob[o_codes + bi * n:o_codes + (bi + 1) * n]
+        if ones[bi]:
+            for row in range(n):
+                e[row] -= u[u0 + int(codes[row])]
+            continue
+        for row in range(n):
+            base = u0 + int(codes[row]) * k
+            acc = 0.0
+            for i in range(k):
+                acc += blob[vb + row * k + i] * u[base + i]
+            e[row] -= acc
+    rss = 0.0
+    for row in range(n):
+        acc = e[row]
+        for j in range(p):
+            acc -= blob[o_X + row * p + j] * u[j]
+        rss += acc * acc
+        e[row] = acc / v
+    return rss
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _fixed_conditional(blob, n, p, n_blocks, resid0, v, T):
+    """The gaussian conditional of ``u = (beta - mu0, effects of the integrated blocks)`` given the
+    sampled group effects and ``sigma^2 = v``.
+
+    ``resid0 = y - offset - X mu0 - Z r`` (sampled blocks). With ``U = [X, Z_int]`` and the prior
+    precision ``P = diag(1 / s^2) (+) I_J (x) W`` per integrated block (``W = (T_b T_b')^-1``), the
+    precision of ``u`` is ``A = U'U / v + P`` and its mean ``m = A^-1 b``, ``b = U' resid0 / v``.
+
+    The dense part (``beta`` and the small integrated blocks, ``q_s`` coefficients) is factorised
+    densely. At most one large integrated block (``_big``) comes first in the elimination: its own
+    block of ``A`` is block diagonal (``D_l = Z_l'Z_l / v + W`` per level), so with ``B_l`` its levels'
+    cross-products with the dense part, ``A = L L'`` with ``L = [[C_D, 0], [Y', C]]``, ``C_D`` the
+    per-level factors, ``Y_l = C_Dl^-1 B_l`` and ``C`` the factor of the Schur complement
+    ``E = A_s - sum_l Y_l' Y_l``, at a cost linear in the levels.
+
+    Returns ``C`` (the dense factor: ``C C'`` is the precision of the dense part after elimination, so
+    ``(C C')^-1`` is ``A^-1``'s dense block), ``m``, ``b`` and ``C_D`` (J x k x k; empty when none).
     """
-    o_xtx = int(blob[21])
-    C, m, b = _fixed_conditional(blob, n, p, resid0, v)
-    logdet = 0.0
-    for j in range(p):
-        logdet += math.log(C[j, j])
-    trace = 0.0
-    xtx = _matrix(blob, o_xtx, p, p)
-    w = np.empty(p)
-    u = np.empty(p)
-    for col in range(p):  # A^-1 X'X = C^-T C^-1 X'X, column by column
-        trace += _solve_lower_t(C, _solve_lower(C, np.ascontiguousarray(xtx[:, col]), w), u)[col]
-    return m, logdet, trace
+    o_blk, o_bpri, o_xtx = int(blob[14]), int(blob[17]), int(blob[21])
+    qs = int(blob[22])
+    big, o_big = _big(blob)
+    A = np.empty((qs, qs))
+    for i in range(qs):
+        for j in range(qs):
+            A[i, j] = blob[o_xtx + i * qs + j] / v
+    for i in range(p):
+        s = blob[o_bpri + 4 * i + 3]
+        A[i, i] += 1.0 / (s * s)
+    ks, zos, ones, vo, uo = _block_layout(blob, n, n_blocks)
+    for bi in range(n_blocks):
+        if uo[bi] < 0 or bi == big:
+            continue
+        levels, k, zo, c0 = _block(blob, o_blk, bi)
+        Tb, W = _block_precision(T, c0, k)
+        for lv in range(levels):
+            base = uo[bi] + lv * k
+            for i in range(k):
+                for j in range(k):
+                    A[base + i, base + j] += W[i, j]
+    q_total = qs
+    J, kb = 0, 1
+    if big >= 0:
+        J, kb, zo, c0 = _block(blob, o_blk, big)
+        q_total += J * kb
+    b = _cross(blob, n, p, n_blocks, resid0, q_total)
+    for j in range(q_total):
+        b[j] /= v
+    Dc = np.zeros((J, kb, kb))
+    nnz = int(blob[o_big + 1]) if big >= 0 else 0
+    Yv = np.empty((nnz, kb))
+    bs = b[:qs].copy()
+    if big >= 0:
+        Tb, W = _block_precision(T, c0, kb)
+        o_ptr, o_col, o_val, o_G = _big_offsets(blob, o_big, J, kb)
+        yb = np.empty(kb)
+        for lv in range(J):
+            _eliminate_level(blob, o_ptr, o_val, o_G, lv, kb, v, W, Dc, Yv)
+            for i in range(kb):  # C_Dl^-1 b_l
+                acc = b[qs + lv * kb + i]
+                for t in range(i):
+                    acc -= Dc[lv, i, t] * yb[t]
+                yb[i] = acc / Dc[lv, i, i]
+            start, stop = int(blob[o_ptr + lv]), int(blob[o_ptr + lv + 1])
+            for a in range(start, stop):
+                ca = int(blob[o_col + a])
+                for c in range(start, a + 1):
+                    acc = 0.0
+                    for i in range(kb):
+                        acc += Yv[a, i] * Yv[c, i]
+                    cc = int(blob[o_col + c])
+                    A[ca, cc] -= acc
+                    if c != a:
+                        A[cc, ca] -= acc
+                acc = 0.0
+                for i in range(kb):
+                    acc += Yv[a, i] * yb[i]
+                bs[ca] -= acc
+    C = _cholesky(A)
+    m = np.empty(q_total)
+    ms = _solve_lower_t(C, _solve_lower(C, bs, np.empty(qs)), np.empty(qs))
+    for j in range(qs):
+        m[j] = ms[j]
+    if big >= 0:  # m_l = D_l^-1 (b_l - B_l m_s)
+        o_ptr, o_col, o_val, o_G = _big_offsets(blob, o_big, J, kb)
+        rhs = np.empty(kb)
+        w = np.empty(kb)
+        out = np.empty(kb)
+        for lv in range(J):
+            base = qs + lv * kb
+            for i in range(kb):
+                rhs[i] = b[base + i]
+            for t in range(int(blob[o_ptr + lv]), int(blob[o_ptr + lv + 1])):
+                col = int(blob[o_col + t])
+                for i in range(kb):
+                    rhs[i] -= blob[o_val + t * kb + i] / v * ms[col]
+            for i in range(kb):
+                acc = rhs[i]
+                for t in range(i):
+                    acc -= Dc[lv, i, t] * w[t]
+                w[i] = acc / Dc[lv, i, i]
+            for i in range(kb - 1, -1, -1):
+                acc = w[i]
+                for t in range(i + 1, kb):
+                    acc -= Dc[lv, t, i] * out[t]
+                out[i] = acc / Dc[lv, i, i]
+            for i in range(kb):
+                m[base + i] = out[i]
+    return C, m, b, Dc, Yv
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _big_offsets(blob, o_big, J, k):
+    """Row pointer, columns, values and ``Z_l'Z_l`` of the eliminated block's section (see :func:`_big`)."""
+    nnz = int(blob[o_big + 1])
+    o_ptr = o_big + 2
+    o_col = o_ptr + J + 1
+    o_val = o_col + nnz
+    return o_ptr, o_col, o_val, o_val + nnz * k
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _eliminate_level(blob, o_ptr, o_val, o_G, lv, k, v, W, Dc, Yv):
+    """Level ``lv`` of the eliminated block, in place (no allocation: this runs once per level per
+    evaluation): ``Dc[lv]``, the Cholesky factor of ``D_l = Z_l'Z_l / v + W``, and the rows of
+    ``Yv`` of its nonzero columns, ``C_Dl^-1 B_l`` (one row of ``k`` per column)."""
+    for i in range(k):
+        for j in range(i + 1):
+            acc = blob[o_G + (lv * k + i) * k + j] / v + W[i, j]
+            for t in range(j):
+                acc -= Dc[lv, i, t] * Dc[lv, j, t]
+            Dc[lv, i, j] = math.sqrt(acc) if i == j else acc / Dc[lv, j, j]
+    for a in range(int(blob[o_ptr + lv]), int(blob[o_ptr + lv + 1])):
+        for i in range(k):
+            acc = blob[o_val + a * k + i] / v
+            for t in range(i):
+                acc -= Dc[lv, i, t] * Yv[a, t]
+            Yv[a, i] = acc / Dc[lv, i, i]
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _eliminated_inverse_blocks(blob, qs, Dc, Yv, Cinv):
+    """``A^-1``'s diagonal block of each level of the eliminated block:
+    ``D_l^-1 + H_l E^-1 H_l'``, ``H_l = C_Dl^-T Y_l = D_l^-1 B_l``, ``E^-1 = C^-T C^-1`` (J x k x k)."""
+    J, k = Dc.shape[0], Dc.shape[1]
+    big, o_big = _big(blob)
+    o_ptr, o_col, o_val, o_G = _big_offsets(blob, o_big, J, k)
+    Einv = np.empty((qs, qs))
+    for i in range(qs):
+        for j in range(i + 1):
+            Einv[i, j] = _inverse_entry(Cinv, i, j)
+            Einv[j, i] = Einv[i, j]
+    out = np.zeros((J, k, k))
+    H = np.empty((Yv.shape[0], k))
+    Dinv = np.empty((k, k))  # C_Dl^-1
+    for lv in range(J):
+        start, stop = int(blob[o_ptr + lv]), int(blob[o_ptr + lv + 1])
+        for a in range(start, stop):  # H rows: C_Dl^-T Y
+            for i in range(k - 1, -1, -1):
+                acc = Yv[a, i]
+                for t in range(i + 1, k):
+                    acc -= Dc[lv, t, i] * H[a, t]
+                H[a, i] = acc / Dc[lv, i, i]
+        for j in range(k):
+            for i in range(k):
+                if i < j:
+                    Dinv[i, j] = 0.0
+                    continue
+                acc = 1.0 if i == j else 0.0
+                for t in range(j, i):
+                    acc -= Dc[lv, i, t] * Dinv[t, j]
+                Dinv[i, j] = acc / Dc[lv, i, i]
+        for i in range(k):
+            for j in range(k):
+                acc = 0.0
+                for t in range(max(i, j), k):
+                    acc += Dinv[t, i] * Dinv[t, j]
+                for a in range(start, stop):
+                    ca = int(blob[o_col + a])
+                    for c in range(start, stop):
+                        acc += H[a, i] * Einv[ca, int(blob[o_col + c])] * H[c, j]
+                out[lv, i, j] = acc
+    return out
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _lower_inverse(C):
+    """``C^-1`` of a lower-triangular ``C`` (lower triangular): ``A^-1 = C^-T C^-1`` entry by entry
+    (:func:`_inverse_entry`) where only ``A^-1``'s diagonal blocks are needed."""
+    q0 = C.shape[0]
+    Cinv = np.zeros((q0, q0))
+    for j in range(q0):
+        Cinv[j, j] = 1.0 / C[j, j]
+        for i in range(j + 1, q0):
+            acc = 0.0
+            for m in range(j, i):
+                acc += C[i, m] * Cinv[m, j]
+            Cinv[i, j] = -acc / C[i, i]
+    return Cinv
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _inverse_entry(Cinv, i, j):
+    """``(A^-1)[i, j] = sum_m Cinv[m, i] Cinv[m, j]`` (``Cinv`` lower triangular)."""
+    acc = 0.0
+    for m in range(max(i, j), Cinv.shape[0]):
+        acc += Cinv[m, i] * Cinv[m, j]
+    return acc
 
 
 @numba.njit(cache=True, error_model="numpy")
 def _scatter(blob, n, n_blocks, de, gr):
-    """``gr += Z' de``: every row's ``d log p / d eta`` times its Z entries, block by block."""
+    """``gr += Z' de``: every row's ``d log p / d eta`` times its Z entries, block by block (sampled
+    blocks only: an integrated block's effects are not parameters)."""
     o_codes = int(blob[15])
-    ks, zos, ones, vo = _block_layout(blob, n, n_blocks)
+    ks, zos, ones, vo, uo = _block_layout(blob, n, n_blocks)
     for bi in range(n_blocks):
+        if uo[bi] >= 0:
+            continue
         k, zo, vb = ks[bi], zos[bi], vo[bi]
         codes = blob[o_codes + bi * n:o_codes + (bi + 1) * n]
         if ones[bi]:  # intercept only: Z is the level indicator
@@ -330,7 +657,7 @@ def _family_rows(blob, n, p, n_blocks, family, link, beta, r, aux, n_aux, grad, 
     """The family's log-likelihood over the rows: adds the gradients in beta, the family's
     log parameters (into ``grad``) and the group effects (into ``gr``)."""
     o_X, o_y = int(blob[12]), int(blob[13])
-    eta = _linear_predictor(blob, n, p, n_blocks, beta, r)
+    eta = _linear_predictor(blob, n, p, n_blocks, beta, r, False)
     y = blob[o_y:o_y + n]
     trials = blob[o_y + n:o_y + 2 * n]
     wts = blob[o_y + 2 * n:o_y + 3 * n]
@@ -359,29 +686,75 @@ def _family_rows(blob, n, p, n_blocks, family, link, beta, r, aux, n_aux, grad, 
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _marginal_rows(blob, n, p, n_blocks, mu0, r, sigma, grad, o_aux, gr):
-    """The gaussian log-likelihood with the fixed effects integrated out (:func:`_marginal_terms`):
-    adds the gradients in log sigma (``grad``) and the group effects (``gr``)."""
-    o_X, o_y, o_bpri = int(blob[12]), int(blob[13]), int(blob[17])
-    resid0 = _linear_predictor(blob, n, p, n_blocks, mu0, r)
-    for row in range(n):
-        resid0[row] = blob[o_y + row] - resid0[row]
+def _marginal_rows(blob, n, p, n_blocks, mu0, r, sigma, T, grad, o_aux, gr, dT):
+    """The gaussian log-likelihood with ``u`` (the fixed effects and the integrated blocks' effects,
+    :func:`_fixed_conditional`) integrated out: adds the gradients in log sigma (``grad``), the sampled
+    group effects (``gr``) and ``T`` (``dT``).
+
+    The integral is ``-1/2 rss_min - log det C + 1/2 log det P - n log sigma`` (constants dropped), with
+    ``rss_min = |resid0 - U m|^2 / v + m' P m`` (the minimum over ``u``, computed without cancellation)
+    and ``1/2 log det P = -J log det T_b`` per integrated block (the fixed effects' part is a constant).
+    Its derivatives: in log sigma ``|resid0 - U m|^2 / v - n + q0 - tr(A^-1 P)``; in each row's ``eta``
+    ``(resid0 - U m) / v``; in ``P`` ``1/2 (P^-1 - A^-1 - m m')``, which for an integrated block's ``W``
+    sums over its levels to ``S``, and through ``W = (T T')^-1`` gives ``-2 W S W T`` in ``T``.
+    """
+    o_y, o_blk, o_bpri = int(blob[13]), int(blob[14]), int(blob[17])
+    resid0 = _linear_predictor(blob, n, p, n_blocks, mu0, r, True)
     v = sigma * sigma
-    m, logdet, trace = _marginal_terms(blob, n, p, resid0, v)
-    rss = 0.0
-    for row in range(n):  # resid0 becomes d log p / d eta = (resid0 - X m) / v
-        acc = resid0[row]
-        for j in range(p):
-            acc -= blob[o_X + row * p + j] * m[j]
-        rss += acc * acc
-        resid0[row] = acc / v
-    _scatter(blob, n, n_blocks, resid0, gr)
+    C, m, b, Dc, Yv = _fixed_conditional(blob, n, p, n_blocks, resid0, v, T)
+    q0 = m.shape[0]
+    qs = C.shape[0]
+    logdet = 0.0
+    for j in range(qs):
+        logdet += math.log(C[j, j])
+    for lv in range(Dc.shape[0]):
+        for i in range(Dc.shape[1]):
+            logdet += math.log(Dc[lv, i, i])
+    Cinv = _lower_inverse(C)
+    big, o_big = _big(blob)
+    big_inv = np.empty((0, 1, 1))
+    if big >= 0:
+        big_inv = _eliminated_inverse_blocks(blob, qs, Dc, Yv, Cinv)
     penalty = 0.0
+    trace_p = 0.0  # tr(A^-1 P)
     for j in range(p):
         s = blob[o_bpri + 4 * j + 3]
         penalty += m[j] * m[j] / (s * s)
-    grad[o_aux] += rss / v - n + trace / v
-    return -0.5 * (rss / v + penalty) - n * math.log(sigma) - logdet
+        trace_p += _inverse_entry(Cinv, j, j) / (s * s)
+    lp = 0.0
+    ks, zos, ones, vo, uo = _block_layout(blob, n, n_blocks)
+    for bi in range(n_blocks):
+        if uo[bi] < 0:
+            continue
+        levels, k, zo, c0 = _block(blob, o_blk, bi)
+        Tb, W = _block_precision(T, c0, k)
+        S = np.zeros((k, k))
+        for lv in range(levels):
+            base = uo[bi] + lv * k
+            for i in range(k):
+                for j in range(k):
+                    a_ij = big_inv[lv, i, j] if bi == big else _inverse_entry(Cinv, base + i, base + j)
+                    S[i, j] -= a_ij + m[base + i] * m[base + j]
+                    penalty += m[base + i] * W[i, j] * m[base + j]
+                    trace_p += a_ij * W[j, i]
+        for i in range(k):
+            lp -= levels * math.log(Tb[i, i])
+            for j in range(k):
+                acc = 0.0
+                for t in range(k):
+                    acc += Tb[i, t] * Tb[j, t]
+                S[i, j] = 0.5 * (S[i, j] + levels * acc)
+        WSW = W @ S @ W
+        for i in range(k):
+            for j in range(i + 1):
+                acc = 0.0
+                for t in range(k):
+                    acc += WSW[i, t] * Tb[t, j]
+                dT[c0 + i, c0 + j] -= 2.0 * acc
+    rss = _subtract_fit(blob, n, p, n_blocks, m, resid0, v)  # resid0 becomes d log p / d eta
+    _scatter(blob, n, n_blocks, resid0, gr)
+    grad[o_aux] += rss / v - n + q0 - trace_p
+    return lp - 0.5 * (rss / v + penalty) - n * math.log(sigma) - logdet
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -430,10 +803,13 @@ def _logp_grad(x, blob, grad):
     dT = np.zeros((n_sd, n_sd))
     g_prior = np.zeros(n_z)
     for bi in range(n_blocks):
-        if _centred(blob, o_blk, n_blocks, bi):
+        levels, k, zo, c0 = _block(blob, o_blk, bi)
+        integrated = _integrated(blob, o_blk, n_blocks, bi)
+        if k == 1 and not integrated:
+            lp += _partial_prior(blob, zo, levels, c0, T, z, g_prior, dT)
+        elif _centred(blob, o_blk, n_blocks, bi) and not integrated:
             lp += _centred_prior(blob, o_blk, n_blocks, bi, T, r, g_prior, dT)
-        else:
-            levels, k, zo, c0 = _block(blob, o_blk, bi)
+        else:  # non-centred z, or an integrated block's standard normals
             for i in range(zo, zo + levels * k):
                 lp += -0.5 * z[i] * z[i]
                 g_prior[i] -= z[i]
@@ -441,12 +817,26 @@ def _logp_grad(x, blob, grad):
         grad[o_z + i] += g_prior[i]
     gr = np.zeros(n_z)
     if marginal:
-        lp += _marginal_rows(blob, n, p, n_blocks, beta, r, aux[0], grad, o_aux, gr)
+        lp += _marginal_rows(blob, n, p, n_blocks, beta, r, aux[0], T, grad, o_aux, gr, dT)
     else:
         lp += _family_rows(blob, n, p, n_blocks, family, link, beta, r, aux, n_aux, grad, o_aux, gr)
-    # back through r = T z (centred blocks: r is the parameter)
+    # back through r = T z (centred blocks: r is the parameter; integrated blocks: not in the rows)
     for bi in range(n_blocks):
         levels, k, zo, c0 = _block(blob, o_blk, bi)
+        if _integrated(blob, o_blk, n_blocks, bi):
+            continue
+        if k == 1:  # r = tau^(1 - lambda) z
+            o_lam = int(blob[24])
+            tau = T[c0, c0]
+            log_tau = math.log(tau)
+            d_tau = 0.0
+            for i in range(zo, zo + levels):
+                lam = blob[o_lam + i]
+                s = math.exp((1.0 - lam) * log_tau)
+                grad[o_z + i] += gr[i] * s
+                d_tau += gr[i] * (1.0 - lam) * s / tau * z[i]
+            dT[c0, c0] += d_tau
+            continue
         if _centred(blob, o_blk, n_blocks, bi):
             for i in range(zo, zo + levels * k):
                 grad[o_z + i] += gr[i]
@@ -473,25 +863,56 @@ def _logp_grad(x, blob, grad):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _fixed_draw(x, blob, n, p, n_blocks, sd, Lfull, o_z, n_z):
-    """A draw of the integrated-out fixed effects from their conditional, given the rest of ``x``.
-
-    ``beta = mu0 + m + C^-T xi`` with ``xi = x[:p]`` standard normal (see :func:`_marginal_terms`):
-    exact, since ``xi`` is independent of everything else in the sampled density.
-    """
-    o_bpri = int(blob[17])
+def _integrated_draw(x, blob, n, p, n_blocks, T, r, o_z):
+    """A draw of ``u`` (the integrated-out fixed effects and effects) from its conditional given the
+    rest of ``x``: ``u = m + C^-T xi`` (see :func:`_fixed_conditional`), ``xi`` the standard normals in
+    ``beta``'s and the integrated blocks' slots of ``x``; exact, since ``xi`` is independent of
+    everything else in the sampled density. Returns ``beta = mu0 + u[:p]`` and ``u``."""
+    o_y, o_bpri = int(blob[13]), int(blob[17])
     mu0 = np.empty(p)
     for j in range(p):
         mu0[j] = blob[o_bpri + 4 * j + 2]
-    T, r = _group_effects(blob, int(blob[14]), n_blocks, sd, Lfull, x[o_z:o_z + n_z])
-    eta0 = _linear_predictor(blob, n, p, n_blocks, mu0, r)
-    sigma = math.exp(x[o_z + n_z])
-    resid0 = np.empty(n)
-    o_y = int(blob[13])
-    for row in range(n):
-        resid0[row] = blob[o_y + row] - eta0[row]
-    C, m, b = _fixed_conditional(blob, n, p, resid0, sigma * sigma)
-    return mu0 + m + _solve_lower_t(C, np.ascontiguousarray(x[:p]), np.empty(p))
+    resid0 = _linear_predictor(blob, n, p, n_blocks, mu0, r, True)
+    sigma = math.exp(x[o_z + r.shape[0]])
+    v = sigma * sigma
+    C, m, b, Dc, Yv = _fixed_conditional(blob, n, p, n_blocks, resid0, v, T)
+    q0 = m.shape[0]
+    qs = C.shape[0]
+    xi = np.empty(q0)
+    for j in range(p):
+        xi[j] = x[j]
+    ks, zos, ones, vo, uo = _block_layout(blob, n, n_blocks)
+    o_blk = int(blob[14])
+    for bi in range(n_blocks):
+        if uo[bi] >= 0:
+            size = int(blob[o_blk + 4 * bi]) * ks[bi]
+            for i in range(size):
+                xi[uo[bi] + i] = x[o_z + zos[bi] + i]
+    # L' d = xi with L = [[C_D, 0], [Y', C]] (see _fixed_conditional): the dense part first
+    u = m.copy()
+    ds = _solve_lower_t(C, np.ascontiguousarray(xi[:qs]), np.empty(qs))
+    for j in range(qs):
+        u[j] += ds[j]
+    big, o_big = _big(blob)
+    if big >= 0:  # d_l = C_Dl^-T (xi_l - Y_l d_s)
+        J, kb = Dc.shape[0], Dc.shape[1]
+        o_ptr, o_col, o_val, o_G = _big_offsets(blob, o_big, J, kb)
+        rhs = np.empty(kb)
+        out = np.empty(kb)
+        for lv in range(J):
+            base = qs + lv * kb
+            for i in range(kb):
+                acc = xi[base + i]
+                for a in range(int(blob[o_ptr + lv]), int(blob[o_ptr + lv + 1])):
+                    acc -= Yv[a, i] * ds[int(blob[o_col + a])]
+                rhs[i] = acc
+            _solve_lower_t(np.ascontiguousarray(Dc[lv]), rhs, out)
+            for i in range(kb):
+                u[base + i] += out[i]
+    beta = np.empty(p)
+    for j in range(p):
+        beta[j] = mu0[j] + u[j]
+    return beta, u
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -504,8 +925,14 @@ def _expand(x, blob, out):
     sd, Lfull, dLfull, lp, g_loc = sd_and_correlations(
         x[p:o_z], _matrix(blob, o_spri, n_sd, 3), _matrix(blob, o_grp, n_groups, stride), kmax)
     t = 0
+    T, r = _group_effects(blob, o_blk, n_blocks, sd, Lfull, x[o_z:o_z + n_z])
     if blob[20] != 0.0:
-        beta = _fixed_draw(x, blob, n, p, n_blocks, sd, Lfull, o_z, n_z)
+        beta, u = _integrated_draw(x, blob, n, p, n_blocks, T, r, o_z)
+        ks, zos, ones, vo, uo = _block_layout(blob, n, n_blocks)
+        for bi in range(n_blocks):  # an integrated block's effects: its part of u, level-major as in r
+            if uo[bi] >= 0:
+                for i in range(int(blob[o_blk + 4 * bi]) * ks[bi]):
+                    r[zos[bi] + i] = u[uo[bi] + i]
     else:
         beta = x[:p]
     for j in range(p):
@@ -525,7 +952,6 @@ def _expand(x, blob, out):
                     acc += Lfull[c0 + i, c0 + m] * Lfull[c0 + j, c0 + m]
                 out[t] = acc
                 t += 1
-    T, r = _group_effects(blob, o_blk, n_blocks, sd, Lfull, x[o_z:o_z + n_z])
     for i in range(n_z):  # every factor's effects, level-major, in block order (their z offsets are consecutive)
         out[t] = r[i]
         t += 1
@@ -572,6 +998,95 @@ def integrates_fixed_effects(design: Design, priors: PriorSpec, weights: np.ndar
     return bool(gaussian and normal and design.p > 0 and np.all(weights == 1.0))
 
 
+INTEGRATED_UP_TO = 48
+"""Most coefficients (fixed effects plus effects of integrated factors) integrated out together: each
+evaluation factorises and inverts a dense matrix of this size."""
+
+
+def integrated_factors(design: Design) -> list[bool]:
+    """Per factor (``design.blocks`` order), whether to integrate its effects out with the fixed effects
+    (when those are integrated out).
+
+    Given ``sigma`` and the sampled factors' effects, the fixed effects and the integrated factors'
+    effects are jointly gaussian, so integrating them out is exact. The factors with the fewest
+    effects are integrated, smallest first, while the densely factorised coefficients (fixed effects
+    plus these) number at most :data:`INTEGRATED_UP_TO`; this removes the ridges between a small
+    factor's effects, the fixed effects constant within its levels and the mean of a factor nested in
+    it (``dept:service`` against ``service`` and ``d`` in InstEval). Then, of the factors left, the one
+    with the fewest effects is integrated too, eliminated level by level (its levels' block of the
+    precision is block diagonal; see ``_fixed_conditional``): the effects of one of two crossed
+    factors, and with them the correlation between the two, leave the sampled parameters.
+    """
+    flags = [False] * len(design.blocks)
+    total = design.p
+    order = sorted(range(len(design.blocks)), key=lambda i: design.blocks[i].n_effects)
+    for bi in order:
+        if total + design.blocks[bi].n_effects > INTEGRATED_UP_TO:
+            break
+        flags[bi] = True
+        total += design.blocks[bi].n_effects
+    left = [bi for bi in order if not flags[bi]]
+    if left:
+        flags[left[0]] = True
+    return flags
+
+
+def _eliminated_block(design: Design, flags: Sequence[bool]) -> int:
+    """Which integrated factor is eliminated level by level: none (-1) when every integrated coefficient
+    fits the dense part, else the one with the most effects (the rest must then fit)."""
+    chosen = [bi for bi, f in enumerate(flags) if f]
+    if design.p + sum(design.blocks[bi].n_effects for bi in chosen) <= INTEGRATED_UP_TO:
+        return -1
+    big = max(chosen, key=lambda bi: design.blocks[bi].n_effects)
+    dense = design.p + sum(design.blocks[bi].n_effects for bi in chosen if bi != big)
+    if dense > INTEGRATED_UP_TO:
+        raise ValueError(f"the integrated factors other than {design.blocks[big].factor!r} have {dense} coefficients "
+                         f"with the fixed effects, more than {INTEGRATED_UP_TO}: integrate fewer")
+    return big
+
+
+def _sparse_columns(design: Design, bi: int):
+    """The sparse ``n x (J k)`` indicator-times-values matrix of block ``bi``."""
+    from scipy import sparse
+
+    block = design.blocks[bi]
+    k = block.n_cols
+    values = np.asarray(block.values, dtype=np.float64).reshape(design.n, k)
+    cols = block.codes[:, None] * k + np.arange(k)
+    return sparse.csr_matrix((values.ravel(), (np.repeat(np.arange(design.n), k), cols.ravel())),
+                             shape=(design.n, block.n_effects))
+
+
+def _eliminated_section(design: Design, flags: Sequence[bool], big: int) -> np.ndarray:
+    """The eliminated block's section (layout in ``_big``): per level, the dense part's columns its
+    rows touch with the ``k`` cross-products each, and ``Z_l'Z_l``."""
+    from scipy import sparse
+
+    block = design.blocks[big]
+    J, k = block.n_levels, block.n_cols
+    dense = sparse.hstack([sparse.csr_matrix(np.asarray(design.X, dtype=np.float64))]
+                          + [_sparse_columns(design, bi) for bi, f in enumerate(flags) if f and bi != big]).tocsc()
+    Zb = _sparse_columns(design, big).tocsc()
+    cross = np.asarray((Zb.T @ dense).toarray()).reshape(J, k, dense.shape[1])
+    touched = np.any(cross != 0.0, axis=1)  # J x q_s
+    level, column = np.nonzero(touched)
+    ptr = np.concatenate([[0], np.cumsum(np.bincount(level, minlength=J))])
+    values = cross[level, :, column]  # nnz x k
+    values_k = np.asarray(block.values, dtype=np.float64).reshape(design.n, k)
+    G = np.zeros((J, k, k))
+    np.add.at(G, block.codes, values_k[:, :, None] * values_k[:, None, :])
+    return np.concatenate([[float(big), float(len(level))], ptr, column, values.ravel(), G.ravel()]).astype(np.float64)
+
+
+def _integrated_crossproduct(design: Design, flags: Sequence[bool], big: int) -> np.ndarray:
+    """``U'U`` of the dense part, ``U = [X, Z of each integrated block but the eliminated one]``
+    (``q_s x q_s``), from a sparse ``U``."""
+    from scipy import sparse
+
+    U = sparse.hstack([sparse.csr_matrix(np.asarray(design.X, dtype=np.float64))]
+                      + [_sparse_columns(design, bi) for bi, f in enumerate(flags) if f and bi != big]).tocsc()
+    return np.asarray((U.T @ U).toarray(), dtype=np.float64)
+
 
 @dataclass(frozen=True)
 class NativeNonCentred(CompiledDensity):
@@ -582,10 +1097,13 @@ class NativeNonCentred(CompiledDensity):
     _jitter = 0.5
     centred: tuple[bool, ...] = ()
     fixed_integrated: bool = False
+    integrated: tuple[bool, ...] = ()
 
     @classmethod
     def from_design(cls, design: Design, priors: PriorSpec, centred: Sequence[bool] | None = None,
-                    integrate_fixed: bool | None = None, fit=None) -> "NativeNonCentred":
+                    integrate_fixed: bool | None = None, fit=None,
+                    integrated: Sequence[bool] | None = None,
+                    weights: Sequence[np.ndarray] | None = None) -> "NativeNonCentred":
         """Pack a design (gaussian, or with ``design.family``) and its priors (see :func:`noncentred_supports`).
 
         ``centred`` flags, per factor, the factors whose effects are sampled
@@ -594,13 +1112,26 @@ class NativeNonCentred(CompiledDensity):
         informed by ``fit`` (an lmer or glmer fit of the model) when given.
         ``integrate_fixed``: integrate the fixed effects out where
         :func:`integrates_fixed_effects` allows (default), or never (False).
+        ``integrated`` flags, per factor, the factors whose effects are integrated
+        out with them (default :func:`integrated_factors`; none when the fixed
+        effects are not integrated out). An integrated factor's centring flag is
+        moot. A factor with one varying column is partially centred, per level
+        (``weights``: per factor, one ``lambda`` in [0, 1] per level; default
+        :func:`centring_weights` when ``centred`` is not given, else its flag).
         """
         why = noncentred_supports(design, priors)
         if why is not None:
             raise ValueError(f"the compiled non-centred density does not cover this model: {why}")
-        centred = centred_factors(design, priors, fit) if centred is None else [bool(c) for c in centred]
+        if centred is None:
+            centred = centred_factors(design, priors, fit)
+            weights = centring_weights(design, priors, fit) if weights is None else weights
+        centred = [bool(c) for c in centred]
+        if weights is None:
+            weights = [np.full(b.n_levels, float(c)) for b, c in zip(design.blocks, centred)]
         if len(centred) != len(design.blocks):
             raise ValueError(f"centred needs one flag per factor ({len(design.blocks)}), got {len(centred)}")
+        if integrated is not None and len(integrated) != len(design.blocks):
+            raise ValueError(f"integrated needs one flag per factor ({len(design.blocks)}), got {len(integrated)}")
         from ..families import Gaussian
 
         fam = design.family if design.family is not None else Gaussian()
@@ -629,21 +1160,35 @@ class NativeNonCentred(CompiledDensity):
         for name in design.fixed_names:
             d = priors[name]
             bpri += [0.0, 0.0, d.mu, d.sigma] if isinstance(d, Normal) else [1.0, d.nu, d.mu, d.sigma]
+        marginal = integrate_fixed is not False and integrates_fixed_effects(design, priors, wts)
+        if not marginal:
+            if integrated is not None and any(integrated):
+                raise ValueError("factors are integrated out only with the fixed effects (a gaussian model "
+                                 "with normal fixed-effect priors and no weights)")
+            integrated = [False] * len(design.blocks)
+        integrated = integrated_factors(design) if integrated is None else [bool(f) for f in integrated]
         sections = [
             np.asarray(design.X, dtype=np.float64).ravel(),
             np.concatenate([y, trials, wts, off]).astype(np.float64),
             np.concatenate([np.ravel([[b.n_levels, b.n_cols, zs, c0] for b, zs, c0 in zip(design.blocks, z_start, block_start)]),
                             correlated, np.asarray(centred, dtype=np.float64),
-                            [float(b.n_cols == 1 and np.all(np.asarray(b.values) == 1.0)) for b in design.blocks]]),
+                            [float(b.n_cols == 1 and np.all(np.asarray(b.values) == 1.0)) for b in design.blocks],
+                            np.asarray(integrated, dtype=np.float64)]),
             np.concatenate([b.codes.astype(np.float64) for b in design.blocks]) if design.blocks else [],
             np.concatenate([np.asarray(b.values, dtype=np.float64).ravel() for b in design.blocks]) if design.blocks else [],
             np.asarray(bpri, dtype=np.float64),
             prior_rows([priors[k] for k in sd_keys + aux_names]).ravel(),
             group_rows(groups, kmax).ravel(),
         ]
-        marginal = integrate_fixed is not False and integrates_fixed_effects(design, priors, wts)
-        X = np.asarray(design.X, dtype=np.float64)
-        sections.append((X.T @ X).ravel() if marginal else np.zeros(0))
+        big = _eliminated_block(design, integrated) if marginal else -1
+        UtU = _integrated_crossproduct(design, integrated, big) if marginal else np.zeros((0, 0))
+        sections.append(UtU.ravel())
+        sections.append(_eliminated_section(design, integrated, big) if big >= 0 else np.zeros(0))
+        lam = [np.asarray(w, dtype=np.float64) if b.n_cols == 1 else np.zeros(b.n_effects)
+               for b, w in zip(design.blocks, weights)]
+        if any(x.shape != (b.n_effects,) or not np.all((x >= 0) & (x <= 1)) for b, x in zip(design.blocks, lam)):
+            raise ValueError("weights needs, per factor, one value in [0, 1] per level")
+        sections.append(np.concatenate(lam) if lam else np.zeros(0))
         offsets = np.cumsum([_H] + [len(s) for s in sections])
         header = np.zeros(_H)
         header[:12] = [offsets[-1], n, p, len(design.blocks), n_sd, len(groups), kmax, fam.code, fam.link.code,
@@ -651,6 +1196,9 @@ class NativeNonCentred(CompiledDensity):
         header[12:20] = offsets[:8]
         header[20] = float(marginal)
         header[21] = offsets[8]
+        header[22] = UtU.shape[0]
+        header[23] = offsets[9] if big >= 0 else 0.0
+        header[24] = offsets[10]
         blob = np.ascontiguousarray(np.concatenate([header, *[np.asarray(s, dtype=np.float64) for s in sections]]))
         n_dim = p + n_sd + n_cor + n_z + len(aux_names)
 
@@ -674,7 +1222,7 @@ class NativeNonCentred(CompiledDensity):
             start[p + i] = math.log(prior_scale(priors[key])) - 1.0
         for t, name in enumerate(aux_names):
             start[p + n_sd + n_cor + n_z + t] = math.log(prior_scale(priors[name]))
-        return cls(blob, n_dim, names, shapes, dims, coords, start, tuple(centred), marginal)
+        return cls(blob, n_dim, names, shapes, dims, coords, start, tuple(centred), marginal, tuple(integrated))
 
     def logp_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """Log density (constants dropped) and gradient at an unconstrained point."""

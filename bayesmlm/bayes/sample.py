@@ -259,7 +259,8 @@ parameters: 159 s against 47 s with the diagonal one for the same draws."""
 def full_nuts_options(model: NativeNonCentred) -> dict:
     """nutpie's options for the compiled full density: low-rank when every factor is centred and the
     model is small enough (:data:`LOW_RANK_UP_TO`), else the diagonal mass matrix."""
-    if model.centred and all(model.centred) and model.n_dim <= LOW_RANK_UP_TO:
+    sampled = [c for c, i in zip(model.centred, model.integrated) if not i]
+    if sampled and all(sampled) and model.n_dim <= LOW_RANK_UP_TO:
         return CENTRED_NUTS_OPTIONS
     return NONCENTRED_NUTS_OPTIONS
 
@@ -415,7 +416,7 @@ def sample(
     A binomial model (the compiled non-centred density):
 
     >>> herds = bm.sample("cbind(incidence, size - incidence) ~ period + (1 | herd)", bm.datasets.load("cbpp"),
-    ...                   family="binomial", priors="default", draws=500, chains=2, seed=1, progressbar=False)
+    ...                   family="binomial", priors="default", draws=1000, chains=2, seed=1, progressbar=False)
     >>> herds.fixef().loc["period2", "mean"].round(1), herds.family.name
     (np.float64(-1.0), 'binomial')
     """
@@ -470,11 +471,16 @@ def _full_model(design, spec, sampler: str, fit=None):
     if why_not is not None:
         return build_model(design, spec), f"non-centred PyMC model ({why_not})"
     model = NativeNonCentred.from_design(design, spec, fit=fit)
-    parts = [describe_centring(design, model.centred)
-             + (" (from the SDs of the frequentist fit and the SD priors)" if fit is not None else
-                " (from the SD priors: no frequentist fit)")]
+    sampled = [not i for i in model.integrated]
+    parts = []
+    if any(sampled):
+        parts.append(describe_centring(design, model.centred, sampled)
+                     + (" (from the SDs of the frequentist fit and the SD priors)" if fit is not None else
+                        " (from the SD priors: no frequentist fit)"))
     if model.fixed_integrated:
-        parts.append("fixed effects integrated out and drawn from their gaussian conditional")
+        together = [b.factor for b, i in zip(design.blocks, model.integrated) if i]
+        parts.append("fixed effects" + (f" and the effects of {', '.join(together)}" if together else "")
+                     + " integrated out and drawn from their gaussian conditional")
     if full_nuts_options(model) is CENTRED_NUTS_OPTIONS:
         parts.append("low-rank mass matrix")
     return model, "; ".join(parts + ["compiled density (Numba, cached on disk)"])
