@@ -375,3 +375,21 @@ def test_partially_centred_packing_is_the_same_posterior(formula, family, args, 
             np.testing.assert_allclose(partial.expand(xp)[key], value, rtol=1e-10, atol=1e-12)
     _, grad = partial.logp_and_grad(xp)
     np.testing.assert_allclose(grad, central_gradient(partial, xp), rtol=1e-5, atol=1e-4)
+
+
+def test_many_fixed_effects_integrate_no_factor() -> None:
+    """With more fixed effects than the dense limit, no factor joins them (the fixed effects are still
+    integrated out, alone, as before factors could be)."""
+    from bayesmlm.bayes.noncentred import INTEGRATED_UP_TO, integrated_factors
+    from bayesmlm.design import build_design
+
+    rng = np.random.default_rng(4)
+    df = pd.DataFrame({"f": rng.integers(0, 50, 400).astype(str), "g": rng.integers(0, 8, 400).astype(str)})
+    df["y"] = rng.normal(size=400)
+    design = build_design("y ~ f + (1 | g)", df)
+    assert design.p > INTEGRATED_UP_TO
+    assert integrated_factors(design) == [False]
+    native = NativeNonCentred.from_design(design, bm.priors.default_for_design(design))
+    assert native.fixed_integrated and native.integrated == (False,)
+    value, grad = native.logp_and_grad(native.start)
+    assert np.isfinite(value) and np.all(np.isfinite(grad))

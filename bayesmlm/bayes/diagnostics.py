@@ -108,11 +108,14 @@ def _summary_table(idata, var_names: list[str]) -> pd.DataFrame:
 
     dataset = extract(idata, var_names=var_names, combined=False, keep_dataset=True).astype(float)
     draws = dataset_to_dataarray(dataset, sample_dims=["chain", "draw"]).transpose("chain", "draw", "label")
-    table = pd.DataFrame({"mean": draws.mean(("chain", "draw")).to_numpy(),
-                          "sd": draws.std(("chain", "draw"), ddof=1).to_numpy()},
+    table = pd.DataFrame({"mean": draws.mean(("chain", "draw"), skipna=False).to_numpy(),
+                          "sd": draws.std(("chain", "draw"), ddof=1, skipna=False).to_numpy()},
                          index=pd.Index(draws["label"].to_numpy(), dtype=object))
     spread = (draws.max(("chain", "draw")) - draws.min(("chain", "draw"))).to_numpy()
-    vectorisable = (spread > np.finfo(float).resolution) & (draws.sizes["chain"] >= 2) & (draws.sizes["draw"] >= 4)
+    finite = np.isfinite(draws).all(("chain", "draw")).to_numpy()  # xarray's max and min skip NaN
+    n_chain, n_draw = draws.sizes["chain"], draws.sizes["draw"]
+    # the vectorised backend splits chains in two halves exactly (ArviZ's default drops an odd middle draw)
+    vectorisable = finite & (spread > np.finfo(float).resolution) & (n_chain >= 2) & (n_draw >= 4) & (n_draw % 2 == 0)
     varying = np.flatnonzero(vectorisable)  # what the vectorised backend needs (ArviZ's rules below it: NaN)
     constant = np.flatnonzero(~vectorisable)
     # numpy's sorts and FFTs release the GIL: large models' scalars in chunks on every core
@@ -131,7 +134,7 @@ def _summary_table(idata, var_names: list[str]) -> pd.DataFrame:
 def _diagnostics_of(draws, rows: np.ndarray, vectorised: bool) -> dict[str, np.ndarray]:
     """Bulk and tail ESS and R-hat of the scalars ``rows`` of ``draws`` (chain, draw, label): with ArviZ's
     vectorised backend, or (``vectorised=False``: constant or non-finite scalars, fewer than 2 chains or 4
-    draws, where ArviZ's rules give NaN) its default one."""
+    draws, where ArviZ's rules give NaN, or an odd number of draws) its default one."""
     from arviz_stats import ess, rhat
     from arviz_stats.numba import diagnostics as backend
 

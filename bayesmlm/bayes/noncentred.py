@@ -1019,6 +1019,8 @@ def integrated_factors(design: Design) -> list[bool]:
     """
     flags = [False] * len(design.blocks)
     total = design.p
+    if total > INTEGRATED_UP_TO:  # the fixed effects alone fill the dense part: no factor joins them
+        return flags
     order = sorted(range(len(design.blocks)), key=lambda i: design.blocks[i].n_effects)
     for bi in order:
         if total + design.blocks[bi].n_effects > INTEGRATED_UP_TO:
@@ -1035,7 +1037,7 @@ def _eliminated_block(design: Design, flags: Sequence[bool]) -> int:
     """Which integrated factor is eliminated level by level: none (-1) when every integrated coefficient
     fits the dense part, else the one with the most effects (the rest must then fit)."""
     chosen = [bi for bi, f in enumerate(flags) if f]
-    if design.p + sum(design.blocks[bi].n_effects for bi in chosen) <= INTEGRATED_UP_TO:
+    if not chosen or design.p + sum(design.blocks[bi].n_effects for bi in chosen) <= INTEGRATED_UP_TO:
         return -1
     big = max(chosen, key=lambda bi: design.blocks[bi].n_effects)
     dense = design.p + sum(design.blocks[bi].n_effects for bi in chosen if bi != big)
@@ -1067,11 +1069,13 @@ def _eliminated_section(design: Design, flags: Sequence[bool], big: int) -> np.n
     dense = sparse.hstack([sparse.csr_matrix(np.asarray(design.X, dtype=np.float64))]
                           + [_sparse_columns(design, bi) for bi, f in enumerate(flags) if f and bi != big]).tocsc()
     Zb = _sparse_columns(design, big).tocsc()
-    cross = np.asarray((Zb.T @ dense).toarray()).reshape(J, k, dense.shape[1])
-    touched = np.any(cross != 0.0, axis=1)  # J x q_s
-    level, column = np.nonzero(touched)
+    cross = (Zb.T @ dense).tocoo()  # (J k) x q_s, kept sparse: J may be large
+    key = (cross.row // k) * dense.shape[1] + cross.col  # (level, column) pairs, level-major
+    pairs, which = np.unique(key, return_inverse=True)
+    level, column = pairs // dense.shape[1], pairs % dense.shape[1]
+    values = np.zeros((len(pairs), k))
+    np.add.at(values, (which, cross.row % k), cross.data)
     ptr = np.concatenate([[0], np.cumsum(np.bincount(level, minlength=J))])
-    values = cross[level, :, column]  # nnz x k
     values_k = np.asarray(block.values, dtype=np.float64).reshape(design.n, k)
     G = np.zeros((J, k, k))
     np.add.at(G, block.codes, values_k[:, :, None] * values_k[:, None, :])
@@ -1116,7 +1120,7 @@ class NativeNonCentred(CompiledDensity):
         out with them (default :func:`integrated_factors`; none when the fixed
         effects are not integrated out). An integrated factor's centring flag is
         moot. A factor with one varying column is partially centred, per level
-        (``weights``: per factor, one ``lambda`` in [0, 1] per level; default
+        (``weights``: per factor, one ``lambda`` in [0, 1] per level, read for one-column factors only; default
         :func:`centring_weights` when ``centred`` is not given, else its flag).
         """
         why = noncentred_supports(design, priors)
