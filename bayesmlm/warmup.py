@@ -5,7 +5,7 @@ collapsed and full densities that nutpie calls) are compiled by Numba on first u
 and cached on disk (``cache=True``), so only the first run on a machine pays the
 compilation, about 20-40 s on 2 cores. :func:`warm_up` pays it at install time
 instead (``./dev`` runs ``bayesmlm warmup`` after installing; run it yourself after
-``pip install``): it fits tiny models and builds both C callbacks, without sampling.
+``pip install``): it fits tiny models, builds both C callbacks and runs the diagnostics once, without sampling.
 
 Examples
 --------
@@ -49,4 +49,15 @@ def warm_up() -> float:
         binomial = family_design("incidence ~ period + (1 | herd)", cbpp, "binomial", trials="size")
         full = NativeNonCentred.from_design(binomial, default_for_design(binomial))
         full.logp_and_grad(full.start)
+        _diagnostics_kernels()
     return time.perf_counter() - start
+
+
+def _diagnostics_kernels() -> None:
+    """ArviZ's vectorised ESS (a Numba gufunc, cached on disk), as ``bm.sample``'s diagnostics call it."""
+    import numpy as np
+    from arviz_base import from_dict
+
+    from .bayes.diagnostics import _summary_table
+
+    _summary_table(from_dict({"posterior": {"x": np.random.default_rng(0).normal(size=(2, 100, 3))}}), ["x"])

@@ -64,7 +64,7 @@ def main() -> None:
     d = post.diagnostics
     print(f"method: {post.method_note}")
     print(f"{'tool':34s} {'wall s':>8s} {'draws':>6s} {'min ESS':>8s} {'ESS/s':>7s} {'R-hat':>6s} {'div':>4s}")
-    print(f"{'bayesmlm (compiled, centred)':34s} {wall:8.1f} {args.draws:6d} {d.min_ess_bulk:8.0f} "
+    print(f"{'bayesmlm (compiled, integrated)':34s} {wall:8.1f} {args.draws:6d} {d.min_ess_bulk:8.0f} "
           f"{d.min_ess_bulk / wall:7.1f} {d.max_rhat:6.3f} {int(stats['diverging'].sum()):4d}")
     r = RECORDED_PYMC
     print(f"{'PyMC non-centred model (recorded)':34s} {r['wall']:8.1f} {r['draws']:6d} {r['min_ess']:8.0f} "
