@@ -41,7 +41,8 @@ def warm_up() -> float:
         lmer("Reaction ~ Days + (Days | Subject)", sleep)
         glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp, family="binomial")
         compiled_callbacks()
-        noncentred_callbacks()
+        noncentred_callbacks(False)
+        noncentred_callbacks(True)
         gaussian = build_design("Reaction ~ Days + (Days | Subject)", sleep)
         priors = default_for_design(gaussian)
         for model in (NativeCollapsed.from_design(gaussian, priors), NativeNonCentred.from_design(gaussian, priors)):
@@ -60,4 +61,5 @@ def _diagnostics_kernels() -> None:
 
     from .bayes.diagnostics import _summary_table
 
-    _summary_table(from_dict({"posterior": {"x": np.random.default_rng(0).normal(size=(2, 100, 3))}}), ["x"])
+    _summary_table(from_dict({"posterior": {"x": np.random.default_rng(0).normal(size=(2, 100, 3))}}), ["x"],
+                   vectorised_from=1)

@@ -1,7 +1,7 @@
 """The diagnostics table (bayesmlm/bayes/diagnostics.py) against ArviZ's own ``az.summary``.
 
-The table computes ESS and R-hat with ArviZ's vectorised backend where it applies and its default
-backend elsewhere; every column must equal ``az.summary``'s on inputs that reach both paths:
+The table computes ESS and R-hat with ArviZ's vectorised backend where it applies (for models with
+many scalars; forced here with ``vectorised_from=1``) and its default backend elsewhere; every column must equal ``az.summary``'s on inputs that reach both paths:
 AR(1) chains, a variable with several dimensions, a correlation matrix (constant diagonal), a
 constant parameter, a non-finite draw, an odd number of draws, one chain, four chains.
 """
@@ -28,8 +28,9 @@ def _ar(rng, shape, phi):
     return x
 
 
+@pytest.mark.parametrize("vectorised_from", [1, 10_000])
 @pytest.mark.parametrize("chains,draws", [(2, 400), (4, 250), (2, 101), (1, 300)])
-def test_table_equals_arviz_summary(chains, draws) -> None:
+def test_table_equals_arviz_summary(chains, draws, vectorised_from) -> None:
     rng = np.random.default_rng(chains * 1000 + draws)
     cor = np.zeros((chains, draws, 2, 2))
     cor[..., 0, 0] = cor[..., 1, 1] = 1.0
@@ -45,7 +46,7 @@ def test_table_equals_arviz_summary(chains, draws) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         expected = az.summary(idata, var_names=names, kind="all", ci_kind="eti", round_to="none")
-        table = _summary_table(idata, names)
+        table = _summary_table(idata, names, vectorised_from)
     assert list(table.index) == list(expected.index)
     for column in COLUMNS:
         want, got = expected[column].to_numpy(float), table[column].to_numpy(float)

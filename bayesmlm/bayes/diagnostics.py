@@ -93,7 +93,13 @@ class Diagnostics:
         return "\n".join(lines + (self.messages or ["all checks passed"]))
 
 
-def _summary_table(idata, var_names: list[str]) -> pd.DataFrame:
+VECTORISED_FROM = 300
+"""Scalars from which the diagnostics use ArviZ's vectorised (Numba) backend: below it the default
+backend's Python loop takes well under a second, less than compiling the vectorised kernels costs on
+a machine whose Numba cache is empty (about 4 s here)."""
+
+
+def _summary_table(idata, var_names: list[str], vectorised_from: int = VECTORISED_FROM) -> pd.DataFrame:
     """Mean, sd, bulk and tail ESS and rank-normalised R-hat of every scalar in ``var_names``, as
     ArviZ's ``summary`` computes them (same definitions, same row labels), unrounded.
 
@@ -101,7 +107,8 @@ def _summary_table(idata, var_names: list[str]) -> pd.DataFrame:
     for the 4,134 parameters of a Bayesian InstEval; its vectorised backend
     (:mod:`arviz_stats.numba.diagnostics`, whole arrays through xarray-einstats) takes a fraction of
     that. That backend fails on scalars constant over all draws (a correlation matrix's diagonal, or a
-    stuck parameter), so those few go through the default backend. Tail ESS is ArviZ's (see
+    stuck parameter), so those few go through the default backend. Models with fewer than
+    ``vectorised_from`` such scalars use the default backend throughout. Tail ESS is ArviZ's (see
     :func:`_tail_ess`).
     """
     from arviz_base import dataset_to_dataarray, extract
@@ -116,6 +123,8 @@ def _summary_table(idata, var_names: list[str]) -> pd.DataFrame:
     n_chain, n_draw = draws.sizes["chain"], draws.sizes["draw"]
     # the vectorised backend splits chains in two halves exactly (ArviZ's default drops an odd middle draw)
     vectorisable = finite & (spread > np.finfo(float).resolution) & (n_chain >= 2) & (n_draw >= 4) & (n_draw % 2 == 0)
+    if vectorisable.sum() < vectorised_from:
+        vectorisable[:] = False
     varying = np.flatnonzero(vectorisable)  # what the vectorised backend needs (ArviZ's rules below it: NaN)
     constant = np.flatnonzero(~vectorisable)
     # numpy's sorts and FFTs release the GIL: large models' scalars in chunks on every core
@@ -136,12 +145,13 @@ def _diagnostics_of(draws, rows: np.ndarray, vectorised: bool) -> dict[str, np.n
     vectorised backend, or (``vectorised=False``: constant or non-finite scalars, fewer than 2 chains or 4
     draws, where ArviZ's rules give NaN, or an odd number of draws) its default one."""
     from arviz_stats import ess, rhat
-    from arviz_stats.numba import diagnostics as backend
 
     if rows.size == 0:
         return {}
     part = draws.isel(label=rows)
     if vectorised:
+        from arviz_stats.numba import diagnostics as backend  # its import compiles Numba gufuncs
+
         bulk, tail, r_hat = backend.ess(part, method="bulk"), _tail_ess(part, backend), backend.rhat(part)
     else:
         bulk, tail, r_hat = ess(part, method="bulk"), ess(part, method="tail"), rhat(part)

@@ -59,7 +59,7 @@ from ..priors.distributions import Normal
 from ..priors.spec import PriorSpec, correlation_key
 from ..stats import SufficientStats
 from .nutpie_bridge import (ERROR_DEFECT, EXPAND_SIG, LOGP_SIG, CompiledDensity, add_scale_variables, blob_at,
-                            logp_status, prior_scale)
+                            logp_status, packed_matrix, prior_scale)
 from .scales import POSITIVE_FAMILIES, positive_logp, sd_and_correlations
 
 __all__ = ["NativeCollapsed", "supports", "compiled_callbacks", "one_blas_thread"]
@@ -111,19 +111,22 @@ def _scales(x, blob):
     """
     q, p, n, n_sd, n_groups, n_blocks, kmax, o_C, o_a, o_yty, o_pri, o_blk, o_grp, o_mp, o_pos = _unpack(blob)
     n_dim = x.shape[0]
-    stride = 2 + kmax
+    n_loc = n_dim - 1
     sd, Lfull, dL_loc, lp, g_loc = sd_and_correlations(
-        x[:n_dim - 1], blob[o_pri:o_pri + 3 * n_sd].reshape((n_sd, 3)),
-        blob[o_grp:o_grp + stride * n_groups].reshape((n_groups, stride)), kmax)
+        x[:n_loc], packed_matrix(blob, o_pri, n_sd, 3), packed_matrix(blob, o_grp, n_groups, 2 + kmax), kmax)
     gx = np.zeros(n_dim)
-    gx[:n_dim - 1] = g_loc
     dLfull = np.zeros((n_sd, n_sd, n_dim))
-    dLfull[:, :, :n_dim - 1] = dL_loc
-    sigma = math.exp(x[n_dim - 1])
+    for u in range(n_loc):
+        gx[u] = g_loc[u]
+    for i in range(n_sd):
+        for j in range(n_sd):
+            for u in range(n_loc):
+                dLfull[i, j, u] = dL_loc[i, j, u]
+    sigma = math.exp(x[n_loc])
     o_sig = o_pri + 3 * n_sd
     v, d = positive_logp(int(blob[o_sig]), blob[o_sig + 1], blob[o_sig + 2], sigma)
-    lp += v + x[n_dim - 1]
-    gx[n_dim - 1] += d * sigma + 1.0
+    lp += v + x[n_loc]
+    gx[n_loc] += d * sigma + 1.0
     return sd, sigma, Lfull, dLfull, lp, gx
 
 
@@ -154,30 +157,37 @@ def _logp_grad(x, blob, grad):
     sd, sigma, Lfull, dLfull, lp, gx = _scales(x, blob)
     s = sigma * sigma
     r = q + p
-    C = blob[o_C:o_C + r * r].reshape((r, r))
     a = blob[o_a:o_a + r]
     yty = blob[o_yty]
     mprior = blob[o_mp:o_mp + p]
     P = blob[o_mp + p:o_mp + 2 * p]
     # G = blockdiag(Lambda, I), Lambda block diagonal: each nonzero is sd_i L_ij / sigma of its
     # factor's (i, j). Products with G go through these nonzeros only (O(r^2 k), not O(r^3)).
-    pos = blob[o_pos:].reshape((-1, 4))
-    n_pos = pos.shape[0]
+    if (blob.shape[0] - o_pos) % 4 != 0:
+        raise ValueError("the Lambda section of the packed array is not a whole number of 4-value rows")
+    n_pos = (blob.shape[0] - o_pos) // 4
     rows = np.empty(n_pos, dtype=np.int64)
     cols = np.empty(n_pos, dtype=np.int64)
     lam = np.empty(n_pos)
     for t in range(n_pos):
-        rows[t], cols[t] = int(pos[t, 0]), int(pos[t, 1])
-        i, j = int(pos[t, 2]), int(pos[t, 3])
-        lam[t] = sd[i] * Lfull[i, j] / sigma
+        o = o_pos + 4 * t
+        rows[t], cols[t] = int(blob[o]), int(blob[o + 1])
+        lam[t] = sd[int(blob[o + 2])] * Lfull[int(blob[o + 2]), int(blob[o + 3])] / sigma
     GtC = np.zeros((r, r))  # G'C (C symmetric)
-    GtC[q:, :] = C[q:, :]
+    for i in range(q, r):
+        for m in range(r):
+            GtC[i, m] = blob[o_C + i * r + m]
     for t in range(n_pos):
         for m in range(r):
-            GtC[cols[t], m] += lam[t] * C[rows[t], m]
-    CG = np.ascontiguousarray(GtC.T)
+            GtC[cols[t], m] += lam[t] * blob[o_C + rows[t] * r + m]
+    CG = np.empty((r, r))
+    for i in range(r):
+        for m in range(r):
+            CG[i, m] = GtC[m, i]
     Q = np.zeros((r, r))  # G'CG, row by row: row c of G'CG is row c of G'C times G
-    Q[:, q:] = GtC[:, q:]
+    for m in range(r):
+        for j in range(q, r):
+            Q[m, j] = GtC[m, j]
     for t in range(n_pos):
         for m in range(r):
             Q[m, cols[t]] += lam[t] * GtC[m, rows[t]]
@@ -186,26 +196,38 @@ def _logp_grad(x, blob, grad):
     for j in range(p):
         Q[q + j, q + j] += s * P[j]
     b = np.zeros(r)
-    b[q:] = a[q:]
+    for j in range(q, r):
+        b[j] = a[j]
     for t in range(n_pos):
         b[cols[t]] += lam[t] * a[rows[t]]
     for j in range(p):
         b[q + j] += s * P[j] * mprior[j]
     factored, chol, Qinv = _factor(Q)
     if not factored:
-        grad[:] = np.nan
+        for i in range(n_dim):
+            grad[i] = np.nan
         return -np.inf, False
-    g = Qinv @ b
+    g = np.zeros(r)
+    bg = 0.0
+    for i in range(r):
+        for m in range(r):
+            g[i] += Qinv[i, m] * b[m]
+        bg += b[i] * g[i]
     mPm = 0.0
     for j in range(p):
         mPm += P[j] * mprior[j] * mprior[j]
-    r2 = yty + s * mPm - b @ g
+    r2 = yty + s * mPm - bg
     half_logdet = 0.0
     for i in range(r):
         half_logdet += math.log(chol[i, i])
     ll = -0.5 * (n - p) * math.log(s) - half_logdet - r2 / (2.0 * s)
     # d ll / ds holding Lambda fixed
-    resid = a - CG @ g
+    resid = np.empty(r)
+    for i in range(r):
+        acc = a[i]
+        for m in range(r):
+            acc -= CG[i, m] * g[m]
+        resid[i] = acc
     tr = 0.0
     ge = 0.0
     gEg = 0.0
@@ -223,7 +245,7 @@ def _logp_grad(x, blob, grad):
         d = resid[row] * g[col] / s
         for m in range(r):
             d -= CG[row, m] * Qinv[col, m]  # Qinv symmetric
-        dT[int(pos[t, 2]), int(pos[t, 3])] += d / sigma
+        dT[int(blob[o_pos + 4 * t + 2]), int(blob[o_pos + 4 * t + 3])] += d / sigma
         dsigma -= d * lam[t] / sigma
     gx[n_dim - 1] += dsigma * sigma
     for i in range(n_sd):
@@ -234,7 +256,8 @@ def _logp_grad(x, blob, grad):
             dL = dT[i, j] * sd[i]
             for u in range(n_sd, n_dim - 1):
                 gx[u] += dL * dLfull[i, j, u]
-    grad[:] = gx
+    for i in range(n_dim):
+        grad[i] = gx[i]
     return lp + ll, True
 
 
@@ -243,18 +266,20 @@ def _expand(x, blob, out):
     """sd, every correlated block's correlation matrix (flattened), then sigma."""
     q, p, n, n_sd, n_groups, n_blocks, kmax, o_C, o_a, o_yty, o_pri, o_blk, o_grp, o_mp, o_pos = _unpack(blob)
     sd, sigma, Lfull, dLfull, lp, gx = _scales(x, blob)
-    out[:n_sd] = sd
+    for i in range(n_sd):
+        out[i] = sd[i]
     t = n_sd
     for bi in range(n_blocks):
         if blob[o_blk + 4 * n_blocks + bi] == 0.0:
             continue
         k = int(blob[o_blk + 3 * bi + 2])
         c0 = int(blob[o_blk + 3 * n_blocks + bi])
-        Lb = np.ascontiguousarray(Lfull[c0:c0 + k, c0:c0 + k])
-        R = Lb @ Lb.T
         for i in range(k):
             for j in range(k):
-                out[t] = R[i, j]
+                acc = 0.0
+                for m in range(min(i, j) + 1):
+                    acc += Lfull[c0 + i, c0 + m] * Lfull[c0 + j, c0 + m]
+                out[t] = acc
                 t += 1
     out[t] = sigma
 
@@ -301,8 +326,8 @@ def one_blas_thread():
 @functools.cache
 def compiled_callbacks():
     """The two C callbacks nutpie calls: compiled on first use (then loaded from Numba's disk cache)."""
-    return (numba.cfunc(LOGP_SIG, cache=True)(_logp_callback),
-            numba.cfunc(EXPAND_SIG, cache=True)(_expand_callback))
+    return (numba.cfunc(LOGP_SIG, cache=True, error_model="numpy")(_logp_callback),
+            numba.cfunc(EXPAND_SIG, cache=True, error_model="numpy")(_expand_callback))
 
 
 # --------------------------------------------------------------------------- packing
@@ -315,7 +340,6 @@ class NativeCollapsed(CompiledDensity):
     Sample its :meth:`for_nutpie` model under :func:`one_blas_thread`.
     """
 
-    _expand_kernel = staticmethod(_expand)
     _callbacks = staticmethod(compiled_callbacks)
     _jitter = 1.0
 

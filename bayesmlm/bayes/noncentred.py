@@ -68,7 +68,7 @@ from ..priors.spec import PriorSpec, correlation_key, family_parameters
 from .build import col_dim
 from .centring import centred_factors, centring_weights
 from .nutpie_bridge import (ERROR_DEFECT, EXPAND_SIG, LOGP_SIG, CompiledDensity, add_scale_variables, blob_at,
-                            logp_status, prior_scale)
+                            call_logp, logp_status, packed_matrix, prior_scale)
 from .scales import POSITIVE_FAMILIES, group_rows, positive_logp, prior_rows, sd_and_correlations
 
 __all__ = ["NativeNonCentred", "noncentred_supports", "noncentred_callbacks", "integrated_factors"]
@@ -91,19 +91,6 @@ def noncentred_supports(design: Design, priors: PriorSpec) -> str | None:
 
 
 # --------------------------------------------------------------------------- kernels
-@numba.njit(cache=True, error_model="numpy")
-def _matrix(blob, start, rows, cols):
-    """A copy of ``blob[start:start + rows * cols]`` as a ``rows x cols`` matrix, for the small packed
-    sections. A copy rather than ``reshape`` (and loops rather than slice assignments elsewhere in
-    these kernels): both bring numba's error-message formatting into the compilation, seconds of a
-    cold start."""
-    out = np.empty((rows, cols))
-    for i in range(rows):
-        for j in range(cols):
-            out[i, j] = blob[start + i * cols + j]
-    return out
-
-
 @numba.njit(cache=True, error_model="numpy")
 def _head(blob):
     h = blob[:_H]
@@ -743,8 +730,10 @@ def _marginal_rows(blob, n, p, n_blocks, mu0, r, sigma, T, grad, o_aux, gr, dT):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _logp_grad(x, blob, grad):
-    """Log density (constants dropped) at ``x``; its gradient written into ``grad``."""
+def _prior_terms(x, blob, grad):
+    """The log prior at ``x`` (gradient written into ``grad``, which it zeroes first) and what the rows
+    need from ``x``: returns ``lp, beta, aux, T, r, dT, sd, Lfull, dLfull`` (``dT`` holds the prior's
+    gradient in ``T``, and the rows' part is added to it before :func:`_through_scales`)."""
     n, p, n_blocks, n_sd, n_groups, kmax, family, link, n_aux, n_z, n_cor = _head(blob)
     o_X, o_y, o_blk, o_codes, o_vals, o_bpri, o_spri, o_grp, o_xtx = _offsets(blob)
     marginal = blob[20] != 0.0
@@ -754,7 +743,7 @@ def _logp_grad(x, blob, grad):
     o_aux = o_z + n_z
     stride = 2 + kmax
     sd, Lfull, dLfull, lp, g_loc = sd_and_correlations(
-        x[o_s:o_z], _matrix(blob, o_spri, n_sd, 3), _matrix(blob, o_grp, n_groups, stride), kmax)
+        x[o_s:o_z], packed_matrix(blob, o_spri, n_sd, 3), packed_matrix(blob, o_grp, n_groups, stride), kmax)
     for i in range(o_z - o_s):
         grad[o_s + i] = g_loc[i]
     beta = np.empty(p)
@@ -800,12 +789,18 @@ def _logp_grad(x, blob, grad):
                 g_prior[i] -= z[i]
     for i in range(n_z):
         grad[o_z + i] += g_prior[i]
-    gr = np.zeros(n_z)
-    if marginal:
-        lp += _marginal_rows(blob, n, p, n_blocks, beta, r, aux[0], T, grad, o_aux, gr, dT)
-    else:
-        lp += _family_rows(blob, n, p, n_blocks, family, link, beta, r, aux, n_aux, grad, o_aux, gr)
-    # back through r = T z (centred blocks: r is the parameter; integrated blocks: not in the rows)
+    return lp, beta, aux, T, r, dT, sd, Lfull, dLfull
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _through_scales(x, blob, grad, T, gr, dT, sd, Lfull, dLfull):
+    """Adds to ``grad`` the rows' gradient ``gr`` in the group effects, taken back through
+    ``r = T z`` (centred blocks: ``r`` is the parameter; integrated blocks: not in the rows) to the
+    ``z`` and into ``dT``, then ``dT`` through ``T = diag(sd) L`` to the log SDs and correlations."""
+    n, p, n_blocks, n_sd, n_groups, kmax, family, link, n_aux, n_z, n_cor = _head(blob)
+    o_blk = int(blob[14])
+    o_s = p
+    o_z = p + n_sd + n_cor
     for bi in range(n_blocks):
         levels, k, zo, c0 = _block(blob, o_blk, bi)
         if _integrated(blob, o_blk, n_blocks, bi):
@@ -819,7 +814,7 @@ def _logp_grad(x, blob, grad):
                 lam = blob[o_lam + i]
                 s = math.exp((1.0 - lam) * log_tau)
                 grad[o_z + i] += gr[i] * s
-                d_tau += gr[i] * (1.0 - lam) * s / tau * z[i]
+                d_tau += gr[i] * (1.0 - lam) * s / tau * x[o_z + i]
             dT[c0, c0] += d_tau
             continue
         if _centred(blob, o_blk, n_blocks, bi):
@@ -834,7 +829,7 @@ def _logp_grad(x, blob, grad):
                     continue
                 for j in range(i + 1):
                     grad[o_z + base + j] += gi * T[c0 + i, c0 + j]
-                    dT[c0 + i, c0 + j] += gi * z[base + j]
+                    dT[c0 + i, c0 + j] += gi * x[o_z + base + j]
     n_loc = n_sd + n_cor
     for i in range(n_sd):
         for j in range(i + 1):
@@ -844,7 +839,6 @@ def _logp_grad(x, blob, grad):
             dL = dT[i, j] * sd[i]
             for u in range(n_sd, n_loc):
                 grad[o_s + u] += dL * dLfull[i, j, u]
-    return lp
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -901,25 +895,25 @@ def _integrated_draw(x, blob, n, p, n_blocks, T, r, o_z):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _expand(x, blob, out):
-    """beta, sd, every correlated block's correlation matrix, r of every factor, the family's parameters."""
+def _effects_at(x, blob):
+    """The SDs, correlation factor, ``T`` and group effects ``r`` at ``x``."""
     n, p, n_blocks, n_sd, n_groups, kmax, family, link, n_aux, n_z, n_cor = _head(blob)
     o_blk, o_spri, o_grp = int(blob[14]), int(blob[18]), int(blob[19])
     o_z = p + n_sd + n_cor
-    stride = 2 + kmax
     sd, Lfull, dLfull, lp, g_loc = sd_and_correlations(
-        x[p:o_z], _matrix(blob, o_spri, n_sd, 3), _matrix(blob, o_grp, n_groups, stride), kmax)
-    t = 0
+        x[p:o_z], packed_matrix(blob, o_spri, n_sd, 3), packed_matrix(blob, o_grp, n_groups, 2 + kmax), kmax)
     T, r = _group_effects(blob, o_blk, n_blocks, sd, Lfull, x[o_z:o_z + n_z])
-    if blob[20] != 0.0:
-        beta, u = _integrated_draw(x, blob, n, p, n_blocks, T, r, o_z)
-        ks, zos, ones, vo, uo = _block_layout(blob, n, n_blocks)
-        for bi in range(n_blocks):  # an integrated block's effects: its part of u, level-major as in r
-            if uo[bi] >= 0:
-                for i in range(int(blob[o_blk + 4 * bi]) * ks[bi]):
-                    r[zos[bi] + i] = u[uo[bi] + i]
-    else:
-        beta = x[:p]
+    return sd, Lfull, T, r
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _write_draw(x, blob, out, beta, sd, Lfull, r):
+    """Writes beta, sd, every correlated block's correlation matrix, r of every factor and the family's
+    parameters into ``out``."""
+    n, p, n_blocks, n_sd, n_groups, kmax, family, link, n_aux, n_z, n_cor = _head(blob)
+    o_blk = int(blob[14])
+    o_z = p + n_sd + n_cor
+    t = 0
     for j in range(p):
         out[t] = beta[j]
         t += 1
@@ -945,32 +939,88 @@ def _expand(x, blob, out):
         t += 1
 
 
-def _logp_callback(dim, x_, out_, logp_, user_data):
+# The four C callbacks hold the top of each kernel themselves rather than calling a jitted
+# ``logp(x, blob, grad)``: Numba re-optimises and re-emits every callee's code in each function
+# that calls it, so one level less is seconds less of first-run compilation.
+
+
+def _family_logp_callback(dim, x_, out_, logp_, user_data):
+    """nutpie's log density for every family but the integrated gaussian one (:func:`_family_rows`)."""
     x = numba.carray(x_, (dim,))
-    out = numba.carray(out_, (dim,))
+    grad = numba.carray(out_, (dim,))
     logp = numba.carray(logp_, (1,))
     try:
-        value = _logp_grad(x, blob_at(user_data), out)
+        blob = blob_at(user_data)
+        n, p, n_blocks, n_sd, n_groups, kmax, family, link, n_aux, n_z, n_cor = _head(blob)
+        lp, beta, aux, T, r, dT, sd, Lfull, dLfull = _prior_terms(x, blob, grad)
+        gr = np.zeros(n_z)
+        lp += _family_rows(blob, n, p, n_blocks, family, link, beta, r, aux, n_aux, grad, p + n_sd + n_cor + n_z, gr)
+        _through_scales(x, blob, grad, T, gr, dT, sd, Lfull, dLfull)
     except Exception:  # noqa: BLE001  (a defect: a negative code makes nutpie stop and report it)
         return ERROR_DEFECT
-    return logp_status(value, out, logp)
+    return logp_status(lp, grad, logp)
 
 
-def _expand_callback(dim, expanded, x_, out_, user_data):
+def _marginal_logp_callback(dim, x_, out_, logp_, user_data):
+    """nutpie's log density for gaussian models with the fixed effects integrated out (:func:`_marginal_rows`)."""
+    x = numba.carray(x_, (dim,))
+    grad = numba.carray(out_, (dim,))
+    logp = numba.carray(logp_, (1,))
+    try:
+        blob = blob_at(user_data)
+        n, p, n_blocks, n_sd, n_groups, kmax, family, link, n_aux, n_z, n_cor = _head(blob)
+        lp, beta, aux, T, r, dT, sd, Lfull, dLfull = _prior_terms(x, blob, grad)
+        gr = np.zeros(n_z)
+        lp += _marginal_rows(blob, n, p, n_blocks, beta, r, aux[0], T, grad, p + n_sd + n_cor + n_z, gr, dT)
+        _through_scales(x, blob, grad, T, gr, dT, sd, Lfull, dLfull)
+    except Exception:  # noqa: BLE001
+        return ERROR_DEFECT
+    return logp_status(lp, grad, logp)
+
+
+def _family_expand_callback(dim, expanded, x_, out_, user_data):
     x = numba.carray(x_, (dim,))
     out = numba.carray(out_, (expanded,))
     try:
-        _expand(x, blob_at(user_data), out)
+        blob = blob_at(user_data)
+        p = int(blob[2])
+        sd, Lfull, T, r = _effects_at(x, blob)
+        _write_draw(x, blob, out, x[:p], sd, Lfull, r)
+    except Exception:  # noqa: BLE001
+        return ERROR_DEFECT
+    return 0
+
+
+def _marginal_expand_callback(dim, expanded, x_, out_, user_data):
+    x = numba.carray(x_, (dim,))
+    out = numba.carray(out_, (expanded,))
+    try:
+        blob = blob_at(user_data)
+        n, p, n_blocks, n_sd, n_groups, kmax, family, link, n_aux, n_z, n_cor = _head(blob)
+        sd, Lfull, T, r = _effects_at(x, blob)
+        beta, u = _integrated_draw(x, blob, n, p, n_blocks, T, r, p + n_sd + n_cor)
+        ks, zos, ones, vo, uo = _block_layout(blob, n, n_blocks)
+        o_blk = int(blob[14])
+        for bi in range(n_blocks):  # an integrated block's effects: its part of u, level-major as in r
+            if uo[bi] >= 0:
+                for i in range(int(blob[o_blk + 4 * bi]) * ks[bi]):
+                    r[zos[bi] + i] = u[uo[bi] + i]
+        _write_draw(x, blob, out, beta, sd, Lfull, r)
     except Exception:  # noqa: BLE001
         return ERROR_DEFECT
     return 0
 
 
 @functools.cache
-def noncentred_callbacks():
-    """The two C callbacks nutpie calls (compiled on first use, then loaded from Numba's disk cache)."""
-    return (numba.cfunc(LOGP_SIG, cache=True)(_logp_callback),
-            numba.cfunc(EXPAND_SIG, cache=True)(_expand_callback))
+def noncentred_callbacks(marginal: bool = False):
+    """The two C callbacks nutpie calls, for a model with the fixed effects integrated out (``marginal``,
+    gaussian) or not (every family): compiled on first use, then loaded from Numba's disk cache. A model
+    compiles only its own pair, so a Poisson model never compiles the gaussian integration."""
+    if marginal:
+        return (numba.cfunc(LOGP_SIG, cache=True, error_model="numpy")(_marginal_logp_callback),
+                numba.cfunc(EXPAND_SIG, cache=True, error_model="numpy")(_marginal_expand_callback))
+    return (numba.cfunc(LOGP_SIG, cache=True, error_model="numpy")(_family_logp_callback),
+            numba.cfunc(EXPAND_SIG, cache=True, error_model="numpy")(_family_expand_callback))
 
 
 # --------------------------------------------------------------------------- packing
@@ -1081,7 +1131,6 @@ def _integrated_crossproduct(design: Design, flags: Sequence[bool], big: int) ->
 class NativeNonCentred(CompiledDensity):
     """Data, level codes and prior constants as one float64 array (see :class:`CompiledDensity`)."""
 
-    _expand_kernel = staticmethod(_expand)
     _callbacks = staticmethod(noncentred_callbacks)
     _jitter = 0.5
     centred: tuple[bool, ...] = ()
@@ -1213,11 +1262,20 @@ class NativeNonCentred(CompiledDensity):
             start[p + n_sd + n_cor + n_z + t] = math.log(prior_scale(priors[name]))
         return cls(blob, n_dim, names, shapes, dims, coords, start, tuple(centred), marginal, tuple(integrated))
 
+    def callbacks(self) -> tuple:
+        """This model's pair of C callbacks: the integrated gaussian one or the one for every family."""
+        return noncentred_callbacks(self.fixed_integrated)
+
     def logp_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
-        """Log density (constants dropped) and gradient at an unconstrained point."""
-        grad = np.empty(self.n_dim)
-        value = _logp_grad(np.asarray(x, dtype=np.float64), self.blob, grad)
-        return float(value), grad
+        """Log density (constants dropped) and gradient at an unconstrained point, through the
+        callback nutpie calls (a value or gradient that is not finite is returned as it is)."""
+        x = np.asarray(x, dtype=np.float64)
+        if x.shape != (self.n_dim,):
+            raise ValueError(f"logp_and_grad needs {self.n_dim} unconstrained values, got shape {x.shape}")
+        code, value, grad = call_logp(self.callbacks()[0], x, self.blob)
+        if code < 0:
+            raise RuntimeError(f"the compiled log density failed (code {code}): a defect, please report it")
+        return value, grad
 
 
 def _link_of_mean(fam, y: np.ndarray, trials: np.ndarray) -> float:

@@ -17,6 +17,7 @@ Examples
 
 from __future__ import annotations
 
+import ctypes
 import math
 from dataclasses import dataclass
 from typing import Callable, ClassVar
@@ -26,8 +27,8 @@ import numpy as np
 
 from .build import col_dim, col_dim_b
 
-__all__ = ["LOGP_SIG", "EXPAND_SIG", "ERROR_DEFECT", "blob_at", "logp_status", "prior_scale", "add_scale_variables",
-           "CompiledDensity"]
+__all__ = ["LOGP_SIG", "EXPAND_SIG", "ERROR_DEFECT", "blob_at", "packed_matrix", "logp_status", "prior_scale", "add_scale_variables",
+           "call_logp", "CompiledDensity"]
 
 LOGP_SIG = numba.types.int64(
     numba.types.uint64,
@@ -57,6 +58,21 @@ def blob_at(user_data):
     return numba.carray(user_data, (int(head[0]),), dtype=np.float64)
 
 
+@numba.njit("float64[:, ::1](float64[::1], int64, int64, int64)", cache=True, error_model="numpy")
+def packed_matrix(blob, start, rows, cols):
+    """A copy of ``blob[start:start + rows * cols]`` as a ``rows x cols`` matrix (one signature, so that a
+    literal ``cols`` does not compile a second specialisation).
+
+    A copy rather than ``reshape``, and in both densities loops rather than slice assignments
+    and ``@`` on small arrays: those bring Numba's shape checks, error-message formatting and
+    BLAS bindings into the compilation, seconds of a first run on an empty cache."""
+    out = np.empty((rows, cols))
+    for i in range(rows):
+        for j in range(cols):
+            out[i, j] = blob[start + i * cols + j]
+    return out
+
+
 @numba.njit(cache=True, error_model="numpy")
 def logp_status(value, grad, logp):
     """Write the log density ``value`` into nutpie's ``logp``; its code: 4 where ``value`` is not
@@ -64,9 +80,22 @@ def logp_status(value, grad, logp):
     logp[0] = value
     if not np.isfinite(value):
         return 4
-    if not np.all(np.isfinite(grad)):
-        return 3
+    for i in range(grad.shape[0]):
+        if not np.isfinite(grad[i]):
+            return 3
     return 0
+
+
+_DOUBLES = ctypes.POINTER(ctypes.c_double)
+
+
+def call_logp(callback, x: np.ndarray, blob: np.ndarray) -> tuple[int, float, np.ndarray]:
+    """Call a compiled log-density callback from Python as nutpie does: its code, value and gradient."""
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    grad, logp = np.empty(x.size), np.full(1, np.nan)
+    code = callback.ctypes(x.size, x.ctypes.data_as(_DOUBLES), grad.ctypes.data_as(_DOUBLES),
+                           logp.ctypes.data_as(_DOUBLES), blob.ctypes.data_as(ctypes.c_void_p))
+    return int(code), float(logp[0]), grad
 
 
 def prior_scale(dist) -> float:
@@ -102,9 +131,9 @@ def add_scale_variables(design, correlated, names: list, shapes: list, dims: dic
 class CompiledDensity:
     """A packed model for a compiled density, and how to read its expanded draws.
 
-    Subclasses set ``_expand_kernel`` (the Numba ``(x, blob, out)`` expand function),
-    ``_callbacks`` (returns the two C callbacks) and ``_jitter`` (the half-width of the
-    uniform spread of initial points around ``start``).
+    Subclasses set ``_callbacks`` (returns the two C callbacks; or override :meth:`callbacks`
+    where they depend on the model) and ``_jitter`` (the half-width of the uniform spread of
+    initial points around ``start``).
 
     Attributes
     ----------
@@ -128,7 +157,6 @@ class CompiledDensity:
     coords: dict
     start: np.ndarray
 
-    _expand_kernel: ClassVar[Callable]
     _callbacks: ClassVar[Callable]
     _jitter: ClassVar[float]
 
@@ -136,10 +164,20 @@ class CompiledDensity:
     def n_expanded(self) -> int:
         return int(sum(math.prod(s) for s in self.shapes))
 
+    def callbacks(self) -> tuple:
+        """The log-density and expand C callbacks of this model (Numba ``cfunc`` objects)."""
+        return type(self)._callbacks()
+
     def expand(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """The posterior variables at an unconstrained point."""
+        """The posterior variables at an unconstrained point (through the expand callback nutpie calls)."""
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        if x.shape != (self.n_dim,):
+            raise ValueError(f"expand needs {self.n_dim} unconstrained values, got shape {x.shape}")
         out = np.empty(self.n_expanded)
-        type(self)._expand_kernel(np.asarray(x, dtype=np.float64), self.blob, out)
+        code = self.callbacks()[1].ctypes(self.n_dim, self.n_expanded, x.ctypes.data_as(_DOUBLES),
+                                          out.ctypes.data_as(_DOUBLES), self.blob.ctypes.data_as(ctypes.c_void_p))
+        if code != 0:
+            raise RuntimeError(f"the compiled expand kernel failed (code {code}): a defect, please report it")
         values, t = {}, 0
         for name, shape in zip(self.names, self.shapes):
             size = math.prod(shape)
@@ -152,7 +190,7 @@ class CompiledDensity:
         import pandas as pd
         from nutpie.compile_pymc import CompiledPyMCModel
 
-        logp_callback, expand_callback = type(self)._callbacks()
+        logp_callback, expand_callback = self.callbacks()
         sizes = [math.prod(s) for s in self.shapes]
         slices = [slice(int(a), int(a + b)) for a, b in zip(np.cumsum([0] + sizes[:-1]), sizes)]
         start, jitter = self.start, self._jitter

@@ -368,9 +368,11 @@ class PirlsEngine:
             self._dense_rows[joint] = np.repeat(prow, self.s1)
             self._dense_cols[joint] = (levels[:, None] * self.s1 + np.arange(self.s1)[None, :]).reshape(-1)
             self._penalty[joint] = np.concatenate([np.ones(self.q_rest), np.zeros(self.p if joint else 0)])
-        self.y = np.asarray(data.y, dtype=float)
-        self.wt = np.asarray(data.wt, dtype=float)
-        self.offset = np.asarray(data.offset, dtype=float)
+        # writable copies where the data are read-only (pandas' copy-on-write arrays): the kernels then
+        # compile one specialisation, not one per writability flag
+        self.y = np.require(np.asarray(data.y, dtype=float), requirements=["C", "W"])
+        self.wt = np.require(np.asarray(data.wt, dtype=float), requirements=["C", "W"])
+        self.offset = np.require(np.asarray(data.offset, dtype=float), requirements=["C", "W"])
         self.X = np.ascontiguousarray(data.X, dtype=float)
         self._theta_key = None
         self.evaluations = 0

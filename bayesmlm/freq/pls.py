@@ -76,6 +76,12 @@ ONE_THREAD_LIMIT = 2500
 """Dense rest systems up to this size are factored with one BLAS thread (see :meth:`ProfiledDeviance.blas_threads`)."""
 
 _LOG_2PI = np.log(2.0 * np.pi)
+
+
+def _theta_vector(theta) -> np.ndarray:
+    """theta as the kernels take it: a writable, contiguous float64 vector (a read-only one, as some
+    optimisers pass, would make Numba compile every kernel a second time for that type)."""
+    return np.require(np.asarray(theta, dtype=np.float64).reshape(-1), requirements=["C", "W"])
 _MAX_ORDER_LEVELS = 8000  # levels of the rest system up to which a sparse order is sought
 
 
@@ -640,7 +646,7 @@ class ProfiledDeviance:
         return float(dev), logdet_L, logdet_RX, pwrss
 
     def __call__(self, theta: np.ndarray) -> float:
-        theta = np.ascontiguousarray(theta, dtype=np.float64).reshape(-1)
+        theta = _theta_vector(theta)
         if self._small:
             value = kern.evaluate_packed(theta, *self._packed)[0]
             return value if np.isfinite(value) else np.inf
@@ -653,13 +659,13 @@ class ProfiledDeviance:
 
     def criterion_parts(self, theta: np.ndarray) -> tuple[float, float, float, float] | None:
         """``(deviance, log|L|^2, log|RX|^2, pwrss)`` at theta, None where the system is not positive definite."""
-        theta = np.ascontiguousarray(theta, dtype=np.float64).reshape(-1)
+        theta = _theta_vector(theta)
         out = self._factorize(theta)
         return None if out is None else self._criterion_from(*out)
 
     def solve(self, theta: np.ndarray) -> PLSSolution:
         """Fixed effects, conditional modes and the criterion at ``theta``."""
-        theta = np.ascontiguousarray(theta, dtype=np.float64).reshape(-1)
+        theta = _theta_vector(theta)
         out = self._factorize(theta)
         if out is None:
             raise np.linalg.LinAlgError("the penalized system is not positive definite at this theta")
