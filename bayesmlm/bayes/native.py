@@ -58,8 +58,9 @@ from ..design import Design
 from ..priors.distributions import Normal
 from ..priors.spec import PriorSpec, correlation_key
 from ..stats import SufficientStats
+from . import precompile
 from .nutpie_bridge import (ERROR_DEFECT, EXPAND_SIG, LOGP_SIG, CompiledDensity, add_scale_variables, blob_at,
-                            logp_status, packed_matrix, prior_scale)
+                            c_callback, logp_status, packed_matrix, prior_scale)
 from .scales import POSITIVE_FAMILIES, positive_logp, sd_and_correlations
 
 __all__ = ["NativeCollapsed", "supports", "compiled_callbacks", "one_blas_thread"]
@@ -324,10 +325,18 @@ def one_blas_thread():
 
 
 @functools.cache
+def collapsed_logp_cfunc():
+    """The log-density C callback (compiled on first use, or by a helper process meanwhile, see
+    :mod:`bayesmlm.bayes.precompile`; then loaded from Numba's disk cache)."""
+    precompile.wait("collapsed")
+    return c_callback(LOGP_SIG, _logp_callback)
+
+
+@functools.cache
 def compiled_callbacks():
     """The two C callbacks nutpie calls: compiled on first use (then loaded from Numba's disk cache)."""
-    return (numba.cfunc(LOGP_SIG, cache=True, error_model="numpy")(_logp_callback),
-            numba.cfunc(EXPAND_SIG, cache=True, error_model="numpy")(_expand_callback))
+    expand = c_callback(EXPAND_SIG, _expand_callback)  # first: a helper may be compiling the log density
+    return collapsed_logp_cfunc(), expand
 
 
 # --------------------------------------------------------------------------- packing

@@ -67,8 +67,9 @@ from ..priors.distributions import Normal, StudentT
 from ..priors.spec import PriorSpec, correlation_key, family_parameters
 from .build import col_dim
 from .centring import centred_factors, centring_weights
+from . import precompile
 from .nutpie_bridge import (ERROR_DEFECT, EXPAND_SIG, LOGP_SIG, CompiledDensity, add_scale_variables, blob_at,
-                            call_logp, logp_status, packed_matrix, prior_scale)
+                            c_callback, call_logp, logp_status, packed_matrix, prior_scale)
 from .scales import POSITIVE_FAMILIES, group_rows, positive_logp, prior_rows, sd_and_correlations
 
 __all__ = ["NativeNonCentred", "noncentred_supports", "noncentred_callbacks", "integrated_factors"]
@@ -1012,18 +1013,55 @@ def _marginal_expand_callback(dim, expanded, x_, out_, user_data):
 
 
 @functools.cache
+def family_logp_cfunc():
+    """The log-density C callback for every family (compiled on first use, or by a helper process
+    meanwhile, see :mod:`bayesmlm.bayes.precompile`; then loaded from Numba's disk cache)."""
+    precompile.wait("family")
+    return c_callback(LOGP_SIG, _family_logp_callback)
+
+
+@functools.cache
+def marginal_logp_cfunc():
+    """The log-density C callback of gaussian models with the fixed effects integrated out (as
+    :func:`family_logp_cfunc`)."""
+    precompile.wait("marginal")
+    return c_callback(LOGP_SIG, _marginal_logp_callback)
+
+
+_VEC, _MAT, _INT = numba.types.float64[::1], numba.types.float64[:, ::1], numba.types.int64
+_PRIOR_TERMS_ARGS = (_VEC, _VEC, _VEC)
+_THROUGH_SCALES_ARGS = (_VEC, _VEC, _VEC, _MAT, _VEC, _MAT, _VEC, _MAT, numba.types.float64[:, :, ::1])
+_FAMILY_ROWS_ARGS = (_VEC, _INT, _INT, _INT, _INT, _INT, _VEC, _VEC, _VEC, _INT, _VEC, _INT, _VEC)
+"""The argument types the log-density callbacks call these kernels with (C-contiguous float64 arrays
+and int64 scalars), for compiling them ahead of the callback, in two processes (see
+:func:`family_logp_in_helper`)."""
+
+
+def family_logp_in_helper():
+    """What a helper process compiles for the family log density (:mod:`bayesmlm.bayes.precompile`): the
+    prior's kernels (:func:`_prior_terms`), then the callback, whose other kernels (the rows',
+    :func:`_family_rows`, and :func:`_through_scales`) the sampling process compiles meanwhile, after
+    the frequentist fit and before the expand callback (:func:`noncentred_callbacks`)."""
+    _prior_terms.compile(_PRIOR_TERMS_ARGS)
+    family_logp_cfunc()
+
+
+@functools.cache
 def noncentred_callbacks(marginal: bool = False):
     """The two C callbacks nutpie calls, for a model with the fixed effects integrated out (``marginal``,
     gaussian) or not (every family): compiled on first use, then loaded from Numba's disk cache. A model
-    compiles only its own pair, so a Poisson model never compiles the gaussian integration."""
+    compiles only its own pair, so a Poisson model never compiles the gaussian integration. The expand
+    callback comes first: a helper process may be compiling the log density meanwhile."""
     if marginal:
-        return (numba.cfunc(LOGP_SIG, cache=True, error_model="numpy")(_marginal_logp_callback),
-                numba.cfunc(EXPAND_SIG, cache=True, error_model="numpy")(_marginal_expand_callback))
-    return (numba.cfunc(LOGP_SIG, cache=True, error_model="numpy")(_family_logp_callback),
-            numba.cfunc(EXPAND_SIG, cache=True, error_model="numpy")(_family_expand_callback))
+        expand = c_callback(EXPAND_SIG, _marginal_expand_callback)
+        return marginal_logp_cfunc(), expand
+    if precompile.helping("family"):  # this process's share of the log density's kernels, first
+        _family_rows.compile(_FAMILY_ROWS_ARGS)
+        _through_scales.compile(_THROUGH_SCALES_ARGS)
+    expand = c_callback(EXPAND_SIG, _family_expand_callback)
+    return family_logp_cfunc(), expand
 
 
-# --------------------------------------------------------------------------- packing
 def integrates_fixed_effects(design: Design, priors: PriorSpec, weights: np.ndarray) -> bool:
     """Whether the density integrates the fixed effects out: a gaussian response (identity link, no
     weights) and normal priors on every fixed effect, so their conditional is gaussian."""

@@ -28,7 +28,7 @@ import numpy as np
 from .build import col_dim, col_dim_b
 
 __all__ = ["LOGP_SIG", "EXPAND_SIG", "ERROR_DEFECT", "blob_at", "packed_matrix", "logp_status", "prior_scale", "add_scale_variables",
-           "call_logp", "CompiledDensity"]
+           "call_logp", "c_callback", "CompiledDensity"]
 
 LOGP_SIG = numba.types.int64(
     numba.types.uint64,
@@ -96,6 +96,11 @@ def call_logp(callback, x: np.ndarray, blob: np.ndarray) -> tuple[int, float, np
     code = callback.ctypes(x.size, x.ctypes.data_as(_DOUBLES), grad.ctypes.data_as(_DOUBLES),
                            logp.ctypes.data_as(_DOUBLES), blob.ctypes.data_as(ctypes.c_void_p))
     return int(code), float(logp[0]), grad
+
+
+def c_callback(sig, function):
+    """``function`` compiled as a C callback with signature ``sig`` (or loaded from Numba's disk cache)."""
+    return numba.cfunc(sig, cache=True, error_model="numpy")(function)
 
 
 def prior_scale(dist) -> float:

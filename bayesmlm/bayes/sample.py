@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 import pymc as pm
 import xarray as xr
@@ -31,6 +32,7 @@ from .build import build_model
 from .compile import compile_for_nutpie
 from .collapsed import COLLAPSED_LIMIT, build_collapsed_model, collapsed_plan, draw_effects
 from .diagnostics import diagnose, warn_on_problems
+from . import precompile
 from .loglik import pointwise_loglik
 from .native import NativeCollapsed, one_blas_thread, supports
 from .centring import describe as describe_centring
@@ -429,7 +431,10 @@ def sample(
                               log_likelihood=log_likelihood, na_action=na_action, freq=freq)
     design = make_design(formula, data, na_action=na_action)
     method, method_note = resolve_method(method, design)
-    if freq is None and (priors is None or (isinstance(priors, str) and priors == "empirical")):
+    empirical = priors is None or (isinstance(priors, str) and priors == "empirical")
+    if sampler == "nutpie" and freq is None and design.rows_held and (empirical or method == "full"):
+        precompile.start("collapsed" if method == "collapsed" else "marginal")  # while lmer runs
+    if freq is None and empirical:
         freq = _quiet_lmer(design)  # once, for the priors and the centring
     spec = _resolve_priors(priors, design, freq)
     if method == "collapsed":
@@ -484,6 +489,14 @@ def _full_model(design, spec, sampler: str, fit=None):
     if full_nuts_options(model) is CENTRED_NUTS_OPTIONS:
         parts.append("low-rank mass matrix")
     return model, "; ".join(parts + ["compiled density (Numba, cached on disk)"])
+
+
+def _full_kind(design) -> str:
+    """The compiled full density a family design most likely samples (:data:`precompile.KINDS`): the
+    gaussian one with the fixed effects integrated out, or the one for every family."""
+    fam, glm = design.family, design.glm
+    gaussian = fam.name == "gaussian" and fam.link.name == "identity"
+    return "marginal" if gaussian and (glm is None or np.all(glm.weights == 1.0)) else "family"
 
 
 def _fit_for_centring(design, fit_quietly):
@@ -563,6 +576,8 @@ def _sample_family(formula, data, priors, *, family, link, trials, weights, offs
         raise ValueError(f"method must be 'auto', 'collapsed' or 'full', got {method!r}")
     design = family_design(formula, data, family or "gaussian", link=link, trials=trials, weights=weights,
                            offset=offset, na_action=na_action)
+    if sampler == "nutpie" and freq is None:  # while the glmer fit runs (for the priors or the centring)
+        precompile.start(_full_kind(design))
     if freq is None and (priors is None or (isinstance(priors, str) and priors == "empirical")):
         freq = _quiet_glmer(design)  # once, for the priors and the centring (None where glmer cannot fit)
     spec = _family_priors(priors, design, freq)

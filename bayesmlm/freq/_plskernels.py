@@ -50,7 +50,6 @@ __all__ = [
     "clique_adjacency",
     "lower_inverse",
     "spd_solve",
-    "evaluate_small",
     "pack",
     "assemble_packed",
     "evaluate_packed",
@@ -546,24 +545,82 @@ def spd_solve(A, b):
     return x
 
 
+# -- packed arguments ------------------------------------------------------------------------
+# Numba checks the type of every argument of every call (about 60 ns each): with its arrays
+# gathered into one integer and one float buffer, an evaluation passes six arguments, not 43.
+# The order of the arrays in the buffers is fixed here and in ProfiledDeviance._pack.
+
+PACKED_INTS = (
+    "tpos", "lev_ptr", "lev_rows", "row_lvl", "row_c", "lvl_start", "lvl_size", "lvl_tofs", "pr_u", "pr_v",
+    "pr_ofs", "pr_pos", "diag_pos", "inc_ptr", "inc_k", "inc_a", "colptr", "rowidx", "colmap", "rptr", "rcol", "rpos",
+)  # fmt: skip
+PACKED_FLOATS = ("Tflat", "A11", "lev_vals", "pr_vals", "out", "L11", "Wall", "WdT", "work")
+PACKED_DIMS = (
+    "p1", "t1ofs", "q_rest", "m", "H", "nnz_h", "dense_w", "n", "p", "reml", "n1", "R", "wdt_rows", "wdt_cols",
+)  # fmt: skip
+
+
+def pack(arrays: list[np.ndarray], dtype) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Copy ``arrays`` into one buffer: ``(buffer, offsets, views)``, each view shaped as its array.
+
+    Examples
+    --------
+    >>> buf, offsets, (a, b) = pack([np.arange(3), np.ones((2, 2), dtype=np.int64)], np.int64)
+    >>> buf.tolist(), offsets.tolist(), b.shape, bool(np.shares_memory(a, buf))
+    ([0, 1, 2, 1, 1, 1, 1], [0, 3, 7], (2, 2), True)
+    """
+    sizes = [a.size for a in arrays]
+    offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    buf = np.empty(int(offsets[-1]), dtype=dtype)
+    views = []
+    for a, start, stop in zip(arrays, offsets[:-1], offsets[1:]):
+        view = buf[start:stop].reshape(a.shape)
+        view[...] = a
+        views.append(view)
+    return buf, offsets, views
+
+
 @nb.njit(**_JIT)
-def evaluate_small(
-    theta, tpos, Tflat, p1, t1ofs, A11, lev_ptr, lev_rows, lev_vals, row_lvl, row_c,
-    lvl_start, lvl_size, lvl_tofs, pr_u, pr_v, pr_ofs, pr_vals, pr_pos, diag_pos,
-    q_rest, m, H, nnz_h, dense_w, out, inc_ptr, inc_k, inc_a, colptr, rowidx, colmap,
-    L11, Wall, WdT, rptr, rcol, rpos, work, n, p, reml,
-):  # fmt: skip
-    """One whole evaluation for a small dense tail (one call: no per-step Python overhead).
+def _unpack(ib, io, fb, fo, dims):
+    """The arguments of :func:`assemble`, cut out of the packed arrays (:func:`evaluate_packed` reads some
+    of them by position: ``q_rest`` is 19, ``out`` 24, ``colptr`` 28, ``WdT`` 33)."""
+    p1, n1, R = dims[0], dims[10], dims[11]
+    return (
+        ib[io[0] : io[1]], fb[fo[0] : fo[1]], p1, dims[1], fb[fo[1] : fo[2]].reshape((n1, p1, p1)),
+        ib[io[1] : io[2]], ib[io[2] : io[3]], fb[fo[2] : fo[3]].reshape((R, p1)), ib[io[3] : io[4]],
+        ib[io[4] : io[5]], ib[io[5] : io[6]], ib[io[6] : io[7]], ib[io[7] : io[8]], ib[io[8] : io[9]],
+        ib[io[9] : io[10]], ib[io[10] : io[11]], fb[fo[3] : fo[4]], ib[io[11] : io[12]], ib[io[12] : io[13]],
+        dims[2], dims[3], dims[4], dims[5], dims[6] != 0, fb[fo[4] : fo[5]], ib[io[13] : io[14]],
+        ib[io[14] : io[15]], ib[io[15] : io[16]], ib[io[16] : io[17]], ib[io[17] : io[18]], ib[io[18] : io[19]],
+        fb[fo[5] : fo[6]].reshape((n1, p1, p1)), fb[fo[6] : fo[7]].reshape((R, p1)),
+        fb[fo[7] : fo[8]].reshape((dims[12], dims[13])),
+    )  # fmt: skip
+
+
+@nb.njit(**_JIT)
+def assemble_packed(theta, ib, io, fb, fo, dims):
+    """:func:`assemble` on packed arguments (:func:`pack`, ``PACKED_*``)."""
+    return assemble(theta, *_unpack(ib, io, fb, fo, dims))
+
+
+@nb.njit(**_JIT)
+def evaluate_packed(theta, ib, io, fb, fo, dims):
+    """One whole evaluation for a small dense tail, on packed arguments (:func:`pack`, ``PACKED_*``): one
+    call, no per-step Python overhead.
 
     :func:`assemble`, the sparse head, ``-L21 L21'`` by loops when ``dense_w``, the
     tail's Cholesky (left in ``out``) and the criterion. Returns ``(criterion,
-    log|L|^2, log|RX|^2, pwrss)``, NaN criterion where not positive definite.
+    log|L|^2, log|RX|^2, pwrss)``, NaN criterion where not positive definite. Written here
+    rather than in a function taking the unpacked arguments: Numba re-optimises a callee's code
+    in every caller, so one level less is a second less of first-run compilation.
     """
-    logdet1 = assemble(
-        theta, tpos, Tflat, p1, t1ofs, A11, lev_ptr, lev_rows, lev_vals, row_lvl, row_c,
-        lvl_start, lvl_size, lvl_tofs, pr_u, pr_v, pr_ofs, pr_vals, pr_pos, diag_pos,
-        q_rest, m, H, nnz_h, dense_w, out, inc_ptr, inc_k, inc_a, colptr, rowidx, colmap, L11, Wall, WdT,
-    )  # fmt: skip
+    args = _unpack(ib, io, fb, fo, dims)
+    q_rest, m, H, nnz_h, dense_w, out = args[19], args[20], args[21], args[22], args[23], args[24]
+    colptr, rowidx, WdT = args[28], args[29], args[33]
+    rptr, rcol, rpos, work = ib[io[19] : io[20]], ib[io[20] : io[21]], ib[io[21] : io[22]], fb[fo[8] : fo[9]]
+    n, p, reml = dims[7], dims[8], dims[9] != 0
+    logdet1 = assemble(theta, *args)
     if not np.isfinite(logdet1):
         return np.nan, 0.0, 0.0, 0.0
     if H > 0 and not head_cholesky(out, colptr, rowidx, rptr, rcol, rpos, work, H, m, nnz_h):
@@ -609,70 +666,3 @@ def evaluate_small(
     else:
         dev = logdet_L + n * (1.0 + np.log(2.0 * np.pi) + np.log(pwrss / n))
     return dev, logdet_L, logdet_RX, pwrss
-
-
-# -- packed arguments ------------------------------------------------------------------------
-# Numba checks the type of every argument of every call (about 60 ns each): with its arrays
-# gathered into one integer and one float buffer, an evaluation passes six arguments, not 43.
-# The order of the arrays in the buffers is fixed here and in ProfiledDeviance._pack.
-
-PACKED_INTS = (
-    "tpos", "lev_ptr", "lev_rows", "row_lvl", "row_c", "lvl_start", "lvl_size", "lvl_tofs", "pr_u", "pr_v",
-    "pr_ofs", "pr_pos", "diag_pos", "inc_ptr", "inc_k", "inc_a", "colptr", "rowidx", "colmap", "rptr", "rcol", "rpos",
-)  # fmt: skip
-PACKED_FLOATS = ("Tflat", "A11", "lev_vals", "pr_vals", "out", "L11", "Wall", "WdT", "work")
-PACKED_DIMS = (
-    "p1", "t1ofs", "q_rest", "m", "H", "nnz_h", "dense_w", "n", "p", "reml", "n1", "R", "wdt_rows", "wdt_cols",
-)  # fmt: skip
-
-
-def pack(arrays: list[np.ndarray], dtype) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-    """Copy ``arrays`` into one buffer: ``(buffer, offsets, views)``, each view shaped as its array.
-
-    Examples
-    --------
-    >>> buf, offsets, (a, b) = pack([np.arange(3), np.ones((2, 2), dtype=np.int64)], np.int64)
-    >>> buf.tolist(), offsets.tolist(), b.shape, bool(np.shares_memory(a, buf))
-    ([0, 1, 2, 1, 1, 1, 1], [0, 3, 7], (2, 2), True)
-    """
-    sizes = [a.size for a in arrays]
-    offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
-    np.cumsum(sizes, out=offsets[1:])
-    buf = np.empty(int(offsets[-1]), dtype=dtype)
-    views = []
-    for a, start, stop in zip(arrays, offsets[:-1], offsets[1:]):
-        view = buf[start:stop].reshape(a.shape)
-        view[...] = a
-        views.append(view)
-    return buf, offsets, views
-
-
-@nb.njit(**_JIT)
-def _unpack(ib, io, fb, fo, dims):
-    """The arguments :func:`assemble` and :func:`evaluate_small` share, cut out of the packed arrays."""
-    p1, n1, R = dims[0], dims[10], dims[11]
-    return (
-        ib[io[0] : io[1]], fb[fo[0] : fo[1]], p1, dims[1], fb[fo[1] : fo[2]].reshape((n1, p1, p1)),
-        ib[io[1] : io[2]], ib[io[2] : io[3]], fb[fo[2] : fo[3]].reshape((R, p1)), ib[io[3] : io[4]],
-        ib[io[4] : io[5]], ib[io[5] : io[6]], ib[io[6] : io[7]], ib[io[7] : io[8]], ib[io[8] : io[9]],
-        ib[io[9] : io[10]], ib[io[10] : io[11]], fb[fo[3] : fo[4]], ib[io[11] : io[12]], ib[io[12] : io[13]],
-        dims[2], dims[3], dims[4], dims[5], dims[6] != 0, fb[fo[4] : fo[5]], ib[io[13] : io[14]],
-        ib[io[14] : io[15]], ib[io[15] : io[16]], ib[io[16] : io[17]], ib[io[17] : io[18]], ib[io[18] : io[19]],
-        fb[fo[5] : fo[6]].reshape((n1, p1, p1)), fb[fo[6] : fo[7]].reshape((R, p1)),
-        fb[fo[7] : fo[8]].reshape((dims[12], dims[13])),
-    )  # fmt: skip
-
-
-@nb.njit(**_JIT)
-def assemble_packed(theta, ib, io, fb, fo, dims):
-    """:func:`assemble` on packed arguments (:func:`pack`, ``PACKED_*``)."""
-    return assemble(theta, *_unpack(ib, io, fb, fo, dims))
-
-
-@nb.njit(**_JIT)
-def evaluate_packed(theta, ib, io, fb, fo, dims):
-    """:func:`evaluate_small` on packed arguments (:func:`pack`, ``PACKED_*``)."""
-    return evaluate_small(
-        theta, *_unpack(ib, io, fb, fo, dims), ib[io[19] : io[20]], ib[io[20] : io[21]], ib[io[21] : io[22]],
-        fb[fo[8] : fo[9]], dims[7], dims[8], dims[9] != 0,
-    )  # fmt: skip

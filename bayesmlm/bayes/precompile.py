@@ -1,0 +1,110 @@
+"""Compile a sampler's log-density callback in a helper process while the frequentist fit runs.
+
+Numba compiles one function at a time in a process (a global lock), so on a machine whose disk
+cache lacks the kernels a model needs, ``bm.sample`` would compile the frequentist engine's kernels
+(for the empirical priors or the centring) and then the sampler's callbacks, one after the other:
+most of a first run. With a second core, :func:`start` runs a helper process meanwhile, which
+compiles the log-density callback of that kind of density into the shared Numba disk cache; this
+process compiles the expand callback (and for the family density, part of the log density's
+kernels) itself, then waits for the helper (:func:`wait`) and loads the log density from the cache.
+
+Nothing here changes a result: the helper only writes Numba's cache, where this process would have
+written the same kernel. Where the cache already holds the callback, where there is one core, where
+the helper fails or is too slow (:data:`WAIT_SECONDS`), or where Numba's cache cannot be read this
+way, the callback is compiled (or loaded) here as before.
+
+Examples
+--------
+>>> sorted(KINDS)
+['collapsed', 'family', 'marginal']
+>>> helping("family")   # no helper started
+False
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+
+__all__ = ["KINDS", "start", "wait", "is_cached"]
+
+KINDS = {
+    "collapsed": ("bayesmlm.bayes.native", "_logp_callback", "collapsed_logp_cfunc"),
+    "family": ("bayesmlm.bayes.noncentred", "_family_logp_callback", "family_logp_in_helper"),
+    "marginal": ("bayesmlm.bayes.noncentred", "_marginal_logp_callback", "marginal_logp_cfunc"),
+}
+"""Kind of compiled density: (module, the log-density callback's Python function, what the helper
+runs: the function that compiles the callback, or its share of the kernels and then the callback)."""
+
+WAIT_SECONDS = 300.0
+"""Longest wait for a helper before compiling here instead."""
+
+_helpers: dict[str, subprocess.Popen] = {}
+
+
+def is_cached(kind: str) -> bool:
+    """Whether Numba's disk cache holds the log-density callback of ``kind`` for this machine and source.
+
+    True where that cannot be told (an internal Numba interface changed): the callback is then
+    compiled here, as without a helper."""
+    module, name, _ = KINDS[kind]
+    try:
+        import numba
+        from numba.core.caching import FunctionCache
+        from numba.core.registry import cpu_target
+
+        from .nutpie_bridge import LOGP_SIG
+
+        if numba.config.DISABLE_JIT:
+            return True
+        cache = FunctionCache(getattr(importlib.import_module(module), name))
+        key = cache._index_key(LOGP_SIG, cpu_target.target_context.codegen())
+        return key in cache._cache_file._load_index()
+    except Exception:  # noqa: BLE001  (an internal interface: unknown means no helper)
+        return True
+
+
+def start(kind: str) -> subprocess.Popen | None:
+    """Start compiling the log-density callback of ``kind`` in a helper process, unless it is cached,
+    a helper for it runs already, or this machine has one core. Returns the helper or None."""
+    if helping(kind):
+        return _helpers[kind]
+    wait(kind)  # a helper that finished unwaited for
+    if (os.cpu_count() or 1) < 2 or is_cached(kind):
+        return None
+    # the helper imports this very package (first on its path) and shares Numba's settings and cache
+    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")])))
+    code = f"from bayesmlm.bayes.precompile import _compile; _compile({kind!r})"
+    try:
+        helper = subprocess.Popen([sys.executable, "-c", code], env=env, stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except OSError:
+        return None
+    _helpers[kind] = helper
+    return helper
+
+
+def helping(kind: str) -> bool:
+    """Whether a helper started by :func:`start` is still compiling ``kind``."""
+    helper = _helpers.get(kind)
+    return helper is not None and helper.poll() is None
+
+
+def wait(kind: str) -> None:
+    """Wait for the helper compiling ``kind``, if one was started (at most :data:`WAIT_SECONDS`)."""
+    helper = _helpers.pop(kind, None)
+    if helper is None:
+        return
+    try:
+        helper.wait(timeout=WAIT_SECONDS)
+    except subprocess.TimeoutExpired:
+        helper.kill()
+        helper.wait()
+
+
+def _compile(kind: str) -> None:
+    module, _, builder = KINDS[kind]
+    getattr(importlib.import_module(module), builder)()
