@@ -3,9 +3,10 @@
 bayesmlm's compiled pieces (the PLS engine, PIRLS and the family kernels, the
 collapsed and full densities that nutpie calls) are compiled by Numba on first use
 and cached on disk (``cache=True``), so only the first run on a machine pays the
-compilation, about 20-40 s on 2 cores. :func:`warm_up` pays it at install time
-instead (``./dev`` runs ``bayesmlm warmup`` after installing; run it yourself after
-``pip install``): it fits tiny models, builds both C callbacks and runs the diagnostics once, without sampling.
+compilation (about 7-9 s for one model on 2 cores; every kernel, about 30-45 s).
+:func:`warm_up` pays it at install time instead (``./dev`` runs ``bayesmlm warmup`` after
+installing; run it yourself after ``pip install``): it fits tiny models, builds every pair of C
+callbacks and runs the diagnostics once, without sampling.
 
 Examples
 --------

@@ -13,26 +13,28 @@ compiled in the run) or warm (the caches an earlier run left). Printed: wall sec
 (model building, compilation and sampling), minimum bulk ESS over all parameters, ESS/s,
 and bayesmlm's ESS/s over Bambi's.
 
-Measured here (2 cores, load average 1.3-1.4; Bambi 0.21, nutpie both)::
+Measured here (2 cores, load average 1.1-1.6; Bambi 0.21, nutpie both)::
 
     model     cache tool                   wall s  min ESS    ESS/s   ratio
-    poisson   cold  bayesmlm                 18.6     2065    110.8    4.7x
-    poisson   cold  bambi                    12.9      309     23.8
-    poisson   cold  bayesmlm-lkj             18.6     1621     87.3
-    poisson   warm  bayesmlm                  3.1     2065    671.9   27.9x
-    poisson   warm  bambi                    12.8      309     24.1
-    poisson   warm  bayesmlm-lkj              3.1     1621    530.6
-    bernoulli warm  bayesmlm (4 chains)      22.6     1341     59.3
+    poisson   cold  bayesmlm                 12.3     2065    168.1    7.0x
+    poisson   cold  bambi                    12.9      309     24.0
+    poisson   cold  bayesmlm-lkj             11.9     1621    136.2
+    poisson   warm  bayesmlm                  3.1     2065    659.2   26.9x
+    poisson   warm  bambi                    12.6      309     24.5
+    poisson   warm  bayesmlm-lkj              3.2     1621    501.6
+    bernoulli cold  bayesmlm (4 chains)      34.4     1341     38.9
+    bernoulli warm  bayesmlm (4 chains)      23.3     1341     57.5
 
 The Poisson factors have 500 rows per level: ``bm.sample`` samples them centred
 (``bayes/centring.py``) with nutpie's low-rank mass matrix, 14,000 gradient evaluations for
 min ESS 2,065, where the non-centred density needed 121,792 for 360 (and Bambi's, also
 non-centred, reaches 309). "Cold" runs start from empty Numba and PyTensor caches, so they
-include compiling every kernel (about 15 s here); ``./dev`` pays that once at install
-(``bayesmlm warmup``), after which the first run of any model is a warm run. The gradient
-itself costs about 85 us on the Poisson model (5,000 rows, two factors with two varying
-columns each), about what Bambi's compiled PyTensor gradient costs: the ratio comes from the
-parametrisation and the mass matrix, not from a faster gradient.
+include compiling every kernel: about 9 s here, split between two processes (a helper
+compiles the log density while the glmer fit for the centring runs, ``bayes/precompile.py``);
+``./dev`` pays it once at install (``bayesmlm warmup``). The gradient itself costs about 85 us
+on the Poisson model (5,000 rows, two factors with two varying columns each), about what
+Bambi's compiled PyTensor gradient costs: the ratio comes from the parametrisation and the
+mass matrix, not from a faster gradient.
 
 Usage::
 
