@@ -29,7 +29,7 @@ The Poisson factors have 500 rows per level: ``bm.sample`` samples them centred
 (``bayes/centring.py``) with nutpie's low-rank mass matrix, 14,000 gradient evaluations for
 min ESS 2,065, where the non-centred density needed 121,792 for 360 (and Bambi's, also
 non-centred, reaches 309). "Cold" runs start from empty Numba and PyTensor caches, so they
-include compiling every kernel: about 9 s here, split between two processes (a helper
+include compiling the kernels this model needs: about 9 s here, split between two processes (a helper
 compiles the log density while the glmer fit for the centring runs, ``bayes/precompile.py``);
 ``./dev`` pays it once at install (``bayesmlm warmup``). The gradient itself costs about 85 us
 on the Poisson model (5,000 rows, two factors with two varying columns each), about what

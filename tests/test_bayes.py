@@ -317,3 +317,15 @@ def test_collapsed_and_full_agree_on_a_crossed_design() -> None:
     compared, widened = assert_posteriors_agree(collapsed, full)
     assert compared == 4 + 24 + 6 and sum(widened.values()) <= 0.15 * 4 * compared
     assert set(collapsed.idata["posterior"].data_vars) >= {"beta", "sigma", "sd[plate]", "r[plate]", "r[sample]"}
+
+
+def test_a_model_without_fixed_effects_samples_and_summarises() -> None:
+    """``0 + (1 | g)``: beta has no columns; the draws, log-likelihood and summaries still work."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        post = bm.sample("Reaction ~ 0 + (1 | Subject)", bm.datasets.load("sleepstudy"), method="full",
+                         priors="default", draws=100, tune=100, chains=2, seed=1, progressbar=False)
+    assert post.fixef().shape[0] == 0
+    effects = post.ranef()["Subject"]
+    assert effects.shape[0] == 18
+    assert "log_likelihood" in post.idata.children

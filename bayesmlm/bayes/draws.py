@@ -27,7 +27,7 @@ __all__ = ["stack_chains", "correlation_factors", "locate", "linear_predictor"]
 def stack_chains(posterior: xr.Dataset, var: str) -> np.ndarray:
     """(chains * draws, ...) array of one posterior variable."""
     values = np.asarray(posterior[var])
-    return values.reshape(-1, *values.shape[2:])
+    return values.reshape(values.shape[0] * values.shape[1], *values.shape[2:])  # not -1: beta may be empty
 
 
 def linear_predictor(design: Design, beta: np.ndarray, effects: list[np.ndarray]) -> np.ndarray:

@@ -9,9 +9,11 @@ process compiles the expand callback (and for the family density, part of the lo
 kernels) itself, then waits for the helper (:func:`wait`) and loads the log density from the cache.
 
 Nothing here changes a result: the helper only writes Numba's cache, where this process would have
-written the same kernel. Where the cache already holds the callback, where there is one core, where
-the helper fails or is too slow (:data:`WAIT_SECONDS`), or where Numba's cache cannot be read this
-way, the callback is compiled (or loaded) here as before.
+written the same kernel. Where the cache already holds the callback, where this process may use
+one core only (:func:`usable_cores`), where the helper fails or is too slow
+(:data:`WAIT_SECONDS`), or where Numba's cache cannot be read this way, the callback is compiled
+(or loaded) here as before; a helper compiling a density the model turns out not to use is
+stopped (:func:`cancel`).
 
 Examples
 --------
@@ -28,7 +30,7 @@ import os
 import subprocess
 import sys
 
-__all__ = ["KINDS", "start", "wait", "is_cached"]
+__all__ = ["KINDS", "start", "wait", "cancel", "helping", "is_cached", "usable_cores"]
 
 KINDS = {
     "collapsed": ("bayesmlm.bayes.native", "_logp_callback", "collapsed_logp_cfunc"),
@@ -66,22 +68,40 @@ def is_cached(kind: str) -> bool:
         return True
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the system reports it; container CPU
+    quotas are not read)."""
+    if hasattr(os, "process_cpu_count"):
+        return os.process_cpu_count() or 1
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
+_HELPER_CODE = """
+import importlib.util, os, sys
+parent = {parent!r}
+spec = importlib.util.find_spec("bayesmlm")
+if spec is None or os.path.dirname(os.path.dirname(os.path.abspath(spec.origin))) != parent:
+    sys.path.insert(0, parent)  # this package, not another copy on the path
+from bayesmlm.bayes.precompile import _compile
+_compile({kind!r})
+"""
+
+
 def start(kind: str) -> subprocess.Popen | None:
     """Start compiling the log-density callback of ``kind`` in a helper process, unless it is cached,
-    a helper for it runs already, or this machine has one core. Returns the helper or None."""
+    a helper for it runs already, or this process may use only one core. Returns the helper or None."""
     if helping(kind):
         return _helpers[kind]
     wait(kind)  # a helper that finished unwaited for
-    if (os.cpu_count() or 1) < 2 or is_cached(kind):
+    if usable_cores() < 2 or not sys.executable or getattr(sys, "frozen", False) or is_cached(kind):
         return None
-    # the helper imports this very package (first on its path) and shares Numba's settings and cache
-    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")])))
-    code = f"from bayesmlm.bayes.precompile import _compile; _compile({kind!r})"
-    try:
-        helper = subprocess.Popen([sys.executable, "-c", code], env=env, stdin=subprocess.DEVNULL,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    except OSError:
+    parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    try:  # -P: not the working directory first on the helper's path (see _HELPER_CODE)
+        helper = subprocess.Popen([sys.executable, "-P", "-c", _HELPER_CODE.format(parent=parent, kind=kind)],
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except Exception:  # noqa: BLE001  (no helper: this process compiles, as without one)
         return None
     _helpers[kind] = helper
     return helper
@@ -91,6 +111,15 @@ def helping(kind: str) -> bool:
     """Whether a helper started by :func:`start` is still compiling ``kind``."""
     helper = _helpers.get(kind)
     return helper is not None and helper.poll() is None
+
+
+def cancel(kind: str) -> None:
+    """Stop the helper compiling ``kind`` (a model that turned out not to use it)."""
+    helper = _helpers.pop(kind, None)
+    if helper is not None:
+        if helper.poll() is None:
+            helper.kill()
+        helper.wait()
 
 
 def wait(kind: str) -> None:

@@ -36,7 +36,7 @@ from . import precompile
 from .loglik import pointwise_loglik
 from .native import NativeCollapsed, one_blas_thread, supports
 from .centring import describe as describe_centring
-from .noncentred import NativeNonCentred, noncentred_supports
+from .noncentred import NativeNonCentred, integrates_fixed_effects, noncentred_supports
 from .result import BayesFit
 
 __all__ = ["sample", "resolve_sampler", "resolve_method", "check_sampling_args", "SAMPLERS", "LOGLIK_MAX_VALUES"]
@@ -432,11 +432,14 @@ def sample(
     design = make_design(formula, data, na_action=na_action)
     method, method_note = resolve_method(method, design)
     empirical = priors is None or (isinstance(priors, str) and priors == "empirical")
+    spec = None if empirical else _resolve_priors(priors, design, freq)
+    helped = None
     if sampler == "nutpie" and freq is None and design.rows_held and (empirical or method == "full"):
-        precompile.start("collapsed" if method == "collapsed" else "marginal")  # while lmer runs
+        helped = _start_helper(design, spec, "collapsed" if method == "collapsed" else None)  # while lmer runs
     if freq is None and empirical:
         freq = _quiet_lmer(design)  # once, for the priors and the centring
-    spec = _resolve_priors(priors, design, freq)
+    if spec is None:
+        spec = _resolve_priors(priors, design, freq)
     if method == "collapsed":
         model, plan, density_note = collapsed_model(design, spec, sampler)
         method_note += f"; {density_note}"
@@ -445,6 +448,7 @@ def sample(
             freq = _fit_for_centring(design, _quiet_lmer)
         model, full_note = _full_model(design, spec, sampler, freq)
         method_note += f"; {full_note}"
+    _stop_unused_helper(helped, model)
     idata = _run_nuts(model, sampler, method, draws=draws, tune=tune, chains=chains, seed=seed,
                       progressbar=progressbar, target_accept=target_accept)
     if design.rows_held:
@@ -491,12 +495,33 @@ def _full_model(design, spec, sampler: str, fit=None):
     return model, "; ".join(parts + ["compiled density (Numba, cached on disk)"])
 
 
-def _full_kind(design) -> str:
-    """The compiled full density a family design most likely samples (:data:`precompile.KINDS`): the
-    gaussian one with the fixed effects integrated out, or the one for every family."""
-    fam, glm = design.family, design.glm
-    gaussian = fam.name == "gaussian" and fam.link.name == "identity"
-    return "marginal" if gaussian and (glm is None or np.all(glm.weights == 1.0)) else "family"
+def _start_helper(design, spec: PriorSpec | None, kind: str | None = None) -> str | None:
+    """Start compiling, in a helper process, the log density the model will sample (``kind``, else the
+    full density's: :data:`precompile.KINDS`) while the frequentist fit runs; returns the kind
+    started, or None. ``spec`` None (empirical priors, not known yet): normal fixed-effect priors."""
+    if kind is None:
+        weights = design.glm.weights if design.glm is not None else np.ones(design.n)
+        if spec is not None and noncentred_supports(design, spec) is not None:
+            return None  # the PyMC model: no callback to compile
+        fam = design.family
+        gaussian = fam is None or (fam.name == "gaussian" and fam.link.name == "identity")
+        if spec is not None:
+            kind = "marginal" if integrates_fixed_effects(design, spec, weights) else "family"
+        else:
+            kind = "marginal" if gaussian and design.p > 0 and np.all(weights == 1.0) else "family"
+    elif spec is not None and supports(design, spec) is not None:
+        return None
+    return kind if precompile.start(kind) is not None else None
+
+
+def _stop_unused_helper(kind: str | None, model) -> None:
+    """Stop a helper compiling a log density that ``model`` does not use after all."""
+    if kind is None:
+        return
+    uses = ("collapsed" if isinstance(model, NativeCollapsed) else
+            ("marginal" if model.fixed_integrated else "family") if isinstance(model, NativeNonCentred) else None)
+    if uses != kind:
+        precompile.cancel(kind)
 
 
 def _fit_for_centring(design, fit_quietly):
@@ -576,15 +601,20 @@ def _sample_family(formula, data, priors, *, family, link, trials, weights, offs
         raise ValueError(f"method must be 'auto', 'collapsed' or 'full', got {method!r}")
     design = family_design(formula, data, family or "gaussian", link=link, trials=trials, weights=weights,
                            offset=offset, na_action=na_action)
+    empirical = priors is None or (isinstance(priors, str) and priors == "empirical")
+    spec = None if empirical else _family_priors(priors, design, freq)
+    helped = None
     if sampler == "nutpie" and freq is None:  # while the glmer fit runs (for the priors or the centring)
-        precompile.start(_full_kind(design))
-    if freq is None and (priors is None or (isinstance(priors, str) and priors == "empirical")):
+        helped = _start_helper(design, spec)
+    if freq is None and empirical:
         freq = _quiet_glmer(design)  # once, for the priors and the centring (None where glmer cannot fit)
-    spec = _family_priors(priors, design, freq)
+    if spec is None:
+        spec = _family_priors(priors, design, freq)
     fam = design.family
     if freq is None and _compiled_full(design, spec, sampler):
         freq = _fit_for_centring(design, _quiet_glmer)
     model, full_note = _full_model(design, spec, sampler, freq)
+    _stop_unused_helper(helped, model)
     note = f"full model ({fam.name}, {fam.link.name} link); {full_note}"
     idata = _run_nuts(model, sampler, "full", draws=draws, tune=tune, chains=chains, seed=seed,
                       progressbar=progressbar, target_accept=target_accept)
