@@ -274,10 +274,12 @@ def _block_layout(blob, n, n_blocks):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _add_blocks(blob, n, n_blocks, coef, sign, out, integrated):
+def _add_blocks(blob, n, n_blocks, coef, sign, out, over_integrated):
     """``out += sign * Z coef`` over the sampled blocks (``coef`` indexed like ``r``) or, with
-    ``integrated``, over the integrated blocks (``coef`` indexed like ``u``): block by block, each a
-    tight loop over the rows."""
+    ``over_integrated`` 1.0, over the integrated blocks (``coef`` indexed like ``u``): block by block,
+    each a tight loop over the rows. The flag is a float, 0.0 or 1.0: Numba would compile a function
+    called with the literals ``True`` and ``False`` once for each."""
+    integrated = over_integrated != 0.0
     o_codes = int(blob[15])
     ks, zos, ones, vo, uo = _block_layout(blob, n, n_blocks)
     for bi in range(n_blocks):
@@ -299,9 +301,10 @@ def _add_blocks(blob, n, n_blocks, coef, sign, out, integrated):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _scatter_blocks(blob, n, n_blocks, de, out, integrated):
-    """``out += Z' de`` over the sampled blocks (``out`` indexed like ``r``) or, with ``integrated``,
-    over the integrated blocks (``out`` indexed like ``u``): the transpose of :func:`_add_blocks`."""
+def _scatter_blocks(blob, n, n_blocks, de, out, over_integrated):
+    """``out += Z' de`` over the sampled blocks (``out`` indexed like ``r``) or, with ``over_integrated``
+    1.0, over the integrated blocks (``out`` indexed like ``u``): the transpose of :func:`_add_blocks`."""
+    integrated = over_integrated != 0.0
     o_codes = int(blob[15])
     ks, zos, ones, vo, uo = _block_layout(blob, n, n_blocks)
     for bi in range(n_blocks):
@@ -334,7 +337,7 @@ def _linear_predictor(blob, n, p, n_blocks, beta, r, residual):
             acc += blob[o_X + row * p + j] * beta[j]
         acc += blob[o_y + 3 * n + row]
         eta[row] = blob[o_y + row] - acc if residual else acc
-    _add_blocks(blob, n, n_blocks, r, sign, eta, False)
+    _add_blocks(blob, n, n_blocks, r, sign, eta, 0.0)
     return eta
 
 
@@ -393,7 +396,7 @@ def _cross(blob, n, p, n_blocks, e, q0):
         er = e[row]
         for j in range(p):
             b[j] += blob[o_X + row * p + j] * er
-    _scatter_blocks(blob, n, n_blocks, e, b, True)
+    _scatter_blocks(blob, n, n_blocks, e, b, 1.0)
     return b
 
 
@@ -402,7 +405,7 @@ def _subtract_fit(blob, n, p, n_blocks, u, e, v):
     """``e = (e - U u) / v`` (``U`` as in :func:`_cross`); returns ``|e - U u|^2``. The fixed part last,
     with the sum of squares and the scaling in its pass."""
     o_X = int(blob[12])
-    _add_blocks(blob, n, n_blocks, u, -1.0, e, True)
+    _add_blocks(blob, n, n_blocks, u, -1.0, e, 1.0)
     rss = 0.0
     for row in range(n):
         acc = e[row]
@@ -654,7 +657,7 @@ def _family_rows(blob, n, p, n_blocks, family, link, beta, r, aux, n_aux, grad, 
         grad[j] += gb[j]
     for t in range(n_aux):
         grad[o_aux + t] += (g0 if t == 0 else g1) * aux[t]
-    _scatter_blocks(blob, n, n_blocks, de_all, gr, False)
+    _scatter_blocks(blob, n, n_blocks, de_all, gr, 0.0)
     return ll
 
 
@@ -725,7 +728,7 @@ def _marginal_rows(blob, n, p, n_blocks, mu0, r, sigma, T, grad, o_aux, gr, dT):
                     acc += WSW[i, t] * Tb[t, j]
                 dT[c0 + i, c0 + j] -= 2.0 * acc
     rss = _subtract_fit(blob, n, p, n_blocks, m, resid0, v)  # resid0 becomes d log p / d eta
-    _scatter_blocks(blob, n, n_blocks, resid0, gr, False)
+    _scatter_blocks(blob, n, n_blocks, resid0, gr, 0.0)
     grad[o_aux] += rss / v - n + q0 - trace_p
     return lp - 0.5 * (rss / v + penalty) - n * math.log(sigma) - logdet
 
@@ -1032,6 +1035,7 @@ _VEC, _MAT, _INT = numba.types.float64[::1], numba.types.float64[:, ::1], numba.
 _PRIOR_TERMS_ARGS = (_VEC, _VEC, _VEC)
 _THROUGH_SCALES_ARGS = (_VEC, _VEC, _VEC, _MAT, _VEC, _MAT, _VEC, _MAT, numba.types.float64[:, :, ::1])
 _FAMILY_ROWS_ARGS = (_VEC, _INT, _INT, _INT, _INT, _INT, _VEC, _VEC, _VEC, _INT, _VEC, _INT, _VEC)
+_MARGINAL_ROWS_ARGS = (_VEC, _INT, _INT, _INT, _VEC, _VEC, numba.types.float64, _MAT, _VEC, _INT, _VEC, _MAT)
 """The argument types the log-density callbacks call these kernels with (C-contiguous float64 arrays
 and int64 scalars), for compiling them ahead of the callback, in two processes (see
 :func:`family_logp_in_helper`)."""
@@ -1046,6 +1050,15 @@ def family_logp_in_helper():
     family_logp_cfunc()
 
 
+def marginal_in_helper():
+    """What a helper process compiles for the integrated gaussian density: the expand callback (the
+    conditional draw of the integrated coefficients, most of whose kernels the log density shares),
+    then the log-density callback, whose prior's and rows' kernels the sampling process compiles
+    meanwhile, after the frequentist fit (:func:`noncentred_callbacks`)."""
+    c_callback(EXPAND_SIG, _marginal_expand_callback)
+    marginal_logp_cfunc()
+
+
 @functools.cache
 def noncentred_callbacks(marginal: bool = False):
     """The two C callbacks nutpie calls, for a model with the fixed effects integrated out (``marginal``,
@@ -1053,6 +1066,11 @@ def noncentred_callbacks(marginal: bool = False):
     compiles only its own pair, so a Poisson model never compiles the gaussian integration. The expand
     callback comes first: a helper process may be compiling the log density meanwhile."""
     if marginal:
+        if precompile.helping("marginal"):  # this process's share, while the helper compiles the expand step
+            _prior_terms.compile(_PRIOR_TERMS_ARGS)
+            _through_scales.compile(_THROUGH_SCALES_ARGS)
+            _marginal_rows.compile(_MARGINAL_ROWS_ARGS)
+        precompile.wait("marginal")
         expand = c_callback(EXPAND_SIG, _marginal_expand_callback)
         return marginal_logp_cfunc(), expand
     if precompile.helping("family"):  # this process's share of the log density's kernels, first

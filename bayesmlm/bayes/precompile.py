@@ -5,8 +5,9 @@ cache lacks the kernels a model needs, ``bm.sample`` would compile the frequenti
 (for the empirical priors or the centring) and then the sampler's callbacks, one after the other:
 most of a first run. With a second core, :func:`start` runs a helper process meanwhile, which
 compiles the log-density callback of that kind of density into the shared Numba disk cache; this
-process compiles the expand callback (and for the family density, part of the log density's
-kernels) itself, then waits for the helper (:func:`wait`) and loads the log density from the cache.
+process compiles its share of the kernels itself (the expand callback, or part of the log density's
+kernels where the helper compiles the expand callback too), then waits for the helper (:func:`wait`)
+and loads what it compiled from the cache.
 
 Nothing here changes a result: the helper only writes Numba's cache, where this process would have
 written the same kernel. Where the cache already holds the callback, where this process may use
@@ -35,7 +36,7 @@ __all__ = ["KINDS", "start", "wait", "cancel", "helping", "is_cached", "usable_c
 KINDS = {
     "collapsed": ("bayesmlm.bayes.native", "_logp_callback", "collapsed_logp_cfunc"),
     "family": ("bayesmlm.bayes.noncentred", "_family_logp_callback", "family_logp_in_helper"),
-    "marginal": ("bayesmlm.bayes.noncentred", "_marginal_logp_callback", "marginal_logp_cfunc"),
+    "marginal": ("bayesmlm.bayes.noncentred", "_marginal_logp_callback", "marginal_in_helper"),
 }
 """Kind of compiled density: (module, the log-density callback's Python function, what the helper
 runs: the function that compiles the callback, or its share of the kernels and then the callback)."""
