@@ -33,16 +33,24 @@ eta = 0.4 + 0.3 * x + rng.normal(0, 0.3, 8)[a] + rng.normal(0, 0.2, 6)[b] + rng.
 df = pd.DataFrame({"a": [f"a{i}" for i in a], "b": [f"b{i}" for i in b], "x": x, "y": rng.poisson(np.exp(eta))})
 post = bm.sample("y ~ x + (1 | a) + (x | b)", df, family="poisson", priors="default", draws=300, tune=300,
                  chains=2, seed=1, progressbar=False)
+marginal_cold = not precompile.is_cached("marginal")
+sleep = bm.datasets.load("sleepstudy")
+gauss = bm.sample("Reaction ~ Days + (Days | Subject)", sleep, method="full", draws=300, tune=300, chains=2,
+                  seed=1, progressbar=False)
 print(json.dumps({
     "cold": cold, "cached": precompile.is_cached("family"),
     "loaded": noncentred.family_logp_cfunc().cache_hits,
     "rows": len(noncentred._family_rows.signatures), "through": len(noncentred._through_scales.signatures),
     "slope": float(post.fixef().loc["x", "mean"]),
+    "marginal_cold": marginal_cold, "marginal_cached": precompile.is_cached("marginal"),
+    "marginal_loaded": noncentred.marginal_logp_cfunc().cache_hits,
+    "marginal_rows": len(noncentred._marginal_rows.signatures), "blocks": len(noncentred._add_blocks.signatures),
+    "days": float(gauss.fixef().loc["Days", "mean"]),
 }))
 """
 
 
-def test_cold_sample_loads_the_callback_the_helper_compiled(tmp_path) -> None:
+def test_cold_samples_load_the_callbacks_the_helper_compiled(tmp_path) -> None:
     if (os.cpu_count() or 1) < 2:
         pytest.skip("the helper runs only with a second core")
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba"))
@@ -54,6 +62,10 @@ def test_cold_sample_loads_the_callback_the_helper_compiled(tmp_path) -> None:
     # this process's share: at most one specialisation each (none when the helper finished first)
     assert result["rows"] <= 1 and result["through"] <= 1
     assert abs(result["slope"] - 0.3) < 0.1
+    # the integrated gaussian density: the helper compiles expand and the log density, this process its share
+    assert result["marginal_cold"] and result["marginal_cached"] and result["marginal_loaded"] == 1
+    assert result["marginal_rows"] <= 1 and result["blocks"] <= 1
+    assert abs(result["days"] - 10.47) < 1.5  # lme4's 10.47 (sd 1.55)
 
 
 def test_a_failed_helper_changes_nothing(monkeypatch) -> None:
