@@ -393,3 +393,20 @@ def test_many_fixed_effects_integrate_no_factor() -> None:
     assert native.fixed_integrated and native.integrated == (False,)
     value, grad = native.logp_and_grad(native.start)
     assert np.isfinite(value) and np.all(np.isfinite(grad))
+
+
+def test_a_defect_in_the_kernels_is_raised_with_its_own_error() -> None:
+    """The C callback can only return a code (nutpie then stops); called from Python, the error the
+    kernel met is raised as itself, not as a bare code."""
+    import dataclasses
+
+    from bayesmlm.bayes.nutpie_bridge import ERROR_DEFECT, call_logp
+
+    design = family_design("incidence ~ period + (1 | herd)", bm.datasets.load("cbpp"), "binomial", trials="size")
+    model = NativeNonCentred.from_design(design, bm.priors.default_for_design(design))
+    blob = model.blob.copy()
+    blob[6] = -5.0  # a malformed packed array: the largest correlated group has a negative size
+    broken = dataclasses.replace(model, blob=blob)
+    assert call_logp(broken.callbacks()[0], broken.start, broken.blob)[0] == ERROR_DEFECT
+    with pytest.raises(ValueError, match="negative dimensions"):
+        broken.logp_and_grad(broken.start)

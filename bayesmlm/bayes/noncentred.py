@@ -1330,8 +1330,25 @@ class NativeNonCentred(CompiledDensity):
             raise ValueError(f"logp_and_grad needs {self.n_dim} unconstrained values, got shape {x.shape}")
         code, value, grad = call_logp(self.callbacks()[0], x, self.blob)
         if code < 0:
+            self._replay(x)  # raises the kernel's own error
             raise RuntimeError(f"the compiled log density failed (code {code}): a defect, please report it")
         return value, grad
+
+    def _replay(self, x: np.ndarray) -> None:
+        """The log density's steps run from Python, so that the error the callback could only report
+        as a code is raised with its own type and message (compiles these kernels where this
+        process has not: an error path only)."""
+        blob, grad = self.blob, np.empty(self.n_dim)
+        n, p, n_blocks, n_sd, n_groups, kmax, family, link, n_aux, n_z, n_cor = _head(blob)
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        lp, beta, aux, T, r, dT, sd, Lfull, dLfull = _prior_terms(x, blob, grad)
+        gr = np.zeros(n_z)
+        o_aux = p + n_sd + n_cor + n_z
+        if self.fixed_integrated:
+            _marginal_rows(blob, n, p, n_blocks, beta, r, aux[0], T, grad, o_aux, gr, dT)
+        else:
+            _family_rows(blob, n, p, n_blocks, family, link, beta, r, aux, n_aux, grad, o_aux, gr)
+        _through_scales(x, blob, grad, T, gr, dT, sd, Lfull, dLfull)
 
 
 def _link_of_mean(fam, y: np.ndarray, trials: np.ndarray) -> float:
