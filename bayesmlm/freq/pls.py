@@ -658,18 +658,25 @@ class ProfiledDeviance:
         return value if np.isfinite(value) else np.inf
 
     def criterion_parts(self, theta: np.ndarray) -> tuple[float, float, float, float] | None:
-        """``(deviance, log|L|^2, log|RX|^2, pwrss)`` at theta, None where the system is not positive definite."""
+        """``(deviance, log|L|^2, log|RX|^2, pwrss)`` at theta, None where the system is not positive definite.
+
+        Leaves the factor in ``_out`` (the head's columns, then the tail's lower triangle, C order).
+        Small systems are factored by the same compiled call as every evaluation the optimiser made
+        (:func:`~bayesmlm.freq._plskernels.evaluate_packed`), others by :meth:`_factorize`."""
         theta = _theta_vector(theta)
+        if self._small:
+            parts = kern.evaluate_packed(theta, *self._packed)
+            return None if np.isnan(parts[0]) else tuple(float(v) for v in parts)  # NaN: not positive definite
         out = self._factorize(theta)
         return None if out is None else self._criterion_from(*out)
 
     def solve(self, theta: np.ndarray) -> PLSSolution:
         """Fixed effects, conditional modes and the criterion at ``theta``."""
         theta = _theta_vector(theta)
-        out = self._factorize(theta)
-        if out is None:
+        parts = self.criterion_parts(theta)
+        if parts is None:
             raise np.linalg.LinAlgError("the penalized system is not positive definite at this theta")
-        dev, logdet_L, logdet_RX, pwrss = self._criterion_from(*out)
+        dev, logdet_L, logdet_RX, pwrss = parts
         r, pe, m = self.q_rest, self.q_rest + self.p, self.m
         # back-substitution: L0' x = l, with l the last row of the rest factor
         H = self.n_head
