@@ -1080,12 +1080,13 @@ def noncentred_callbacks(marginal: bool = False):
     return family_logp_cfunc(), expand
 
 
-def integrates_fixed_effects(design: Design, priors: PriorSpec, weights: np.ndarray) -> bool:
+def integrates_fixed_effects(design: Design, priors: PriorSpec | None, weights: np.ndarray) -> bool:
     """Whether the density integrates the fixed effects out: a gaussian response (identity link, no
-    weights) and normal priors on every fixed effect, so their conditional is gaussian."""
+    weights) and normal priors on every fixed effect, so their conditional is gaussian. ``priors``
+    None: priors not known yet, taken as normal (as empirical priors are)."""
     family = design.family
     gaussian = family is None or (family.name == "gaussian" and family.link.name == "identity")
-    normal = all(isinstance(priors[name], Normal) for name in design.fixed_names)
+    normal = priors is None or all(isinstance(priors[name], Normal) for name in design.fixed_names)
     return bool(gaussian and normal and design.p > 0 and np.all(weights == 1.0))
 
 
@@ -1187,7 +1188,6 @@ def _integrated_crossproduct(design: Design, flags: Sequence[bool], big: int) ->
 class NativeNonCentred(CompiledDensity):
     """Data, level codes and prior constants as one float64 array (see :class:`CompiledDensity`)."""
 
-    _callbacks = staticmethod(noncentred_callbacks)
     _jitter = 0.5
     centred: tuple[bool, ...] = ()
     fixed_integrated: bool = False

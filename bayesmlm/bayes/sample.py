@@ -503,12 +503,7 @@ def _start_helper(design, spec: PriorSpec | None, kind: str | None = None) -> st
         weights = design.glm.weights if design.glm is not None else np.ones(design.n)
         if spec is not None and noncentred_supports(design, spec) is not None:
             return None  # the PyMC model: no callback to compile
-        fam = design.family
-        gaussian = fam is None or (fam.name == "gaussian" and fam.link.name == "identity")
-        if spec is not None:
-            kind = "marginal" if integrates_fixed_effects(design, spec, weights) else "family"
-        else:
-            kind = "marginal" if gaussian and design.p > 0 and np.all(weights == 1.0) else "family"
+        kind = "marginal" if integrates_fixed_effects(design, spec, weights) else "family"
     elif spec is not None and supports(design, spec) is not None:
         return None
     return kind if precompile.start(kind) is not None else None
