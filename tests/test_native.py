@@ -190,7 +190,7 @@ def test_callback_reports_only_a_failed_factorisation_as_recoverable(data: pd.Da
 def test_warmup_command_fills_the_kernel_cache(capsys) -> None:
     """`bayesmlm warmup` (run by ./dev after installing) compiles or loads every kernel and says so."""
     from bayesmlm.bayes.native import compiled_callbacks
-    from bayesmlm.bayes.noncentred import noncentred_callbacks
+    from bayesmlm.bayes.noncentred_kernels import noncentred_callbacks
     from bayesmlm.cli import main
 
     assert main(["warmup"]) == 0

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import bayesmlm as bm
-from bayesmlm.bayes import noncentred, precompile
+from bayesmlm.bayes import noncentred, noncentred_kernels, precompile
 from bayesmlm.family_design import family_design
 
 COLD_RUN = """
@@ -22,7 +22,7 @@ import json, warnings
 warnings.simplefilter("ignore")
 import numpy as np, pandas as pd
 import bayesmlm as bm
-from bayesmlm.bayes import noncentred, precompile
+from bayesmlm.bayes import noncentred_kernels as kernels, precompile
 
 cold = not precompile.is_cached("family")
 rng = np.random.default_rng(3)
@@ -39,12 +39,13 @@ gauss = bm.sample("Reaction ~ Days + (Days | Subject)", sleep, method="full", dr
                   seed=1, progressbar=False)
 print(json.dumps({
     "cold": cold, "cached": precompile.is_cached("family"),
-    "loaded": noncentred.family_logp_cfunc().cache_hits,
-    "rows": len(noncentred._family_rows.signatures), "through": len(noncentred._through_scales.signatures),
+    "loaded": kernels.family_logp_cfunc().cache_hits,
+    "rows": len(kernels._family_rows.signatures), "through": len(kernels._through_scales.signatures),
     "slope": float(post.fixef().loc["x", "mean"]),
     "marginal_cold": marginal_cold, "marginal_cached": precompile.is_cached("marginal"),
-    "marginal_loaded": noncentred.marginal_logp_cfunc().cache_hits,
-    "marginal_rows": len(noncentred._marginal_rows.signatures), "blocks": len(noncentred._add_blocks.signatures),
+    "marginal_loaded": kernels.marginal_logp_cfunc().cache_hits,
+    "marginal_rows": len(kernels._marginal_rows.signatures), "blocks": len(kernels._add_blocks.signatures),
+    "draw": len(kernels._integrated_draw.signatures), "prior": len(kernels._prior_terms.signatures),
     "days": float(gauss.fixef().loc["Days", "mean"]),
 }))
 """
@@ -62,9 +63,10 @@ def test_cold_samples_load_the_callbacks_the_helper_compiled(tmp_path) -> None:
     # this process's share: at most one specialisation each (none when the helper finished first)
     assert result["rows"] <= 1 and result["through"] <= 1
     assert abs(result["slope"] - 0.3) < 0.1
-    # the integrated gaussian density: the helper compiles expand and the log density, this process its share
+    # the integrated gaussian density: the helper compiles the rows' kernels, the conditional draw and the
+    # log density; this process the prior's kernels and the expand callback, each kernel once at most
     assert result["marginal_cold"] and result["marginal_cached"] and result["marginal_loaded"] == 1
-    assert result["marginal_rows"] <= 1 and result["blocks"] <= 1
+    assert result["marginal_rows"] <= 1 and result["blocks"] <= 1 and result["draw"] <= 1 and result["prior"] <= 1
     assert abs(result["days"] - 10.47) < 1.5  # lme4's 10.47 (sd 1.55)
 
 
@@ -73,8 +75,8 @@ def test_a_failed_helper_changes_nothing(monkeypatch) -> None:
     design = family_design("incidence ~ period + (1 | herd)", bm.datasets.load("cbpp"), "binomial", trials="size")
     model = noncentred.NativeNonCentred.from_design(design, bm.priors.default_for_design(design))
     expected = model.logp_and_grad(model.start)
-    noncentred.noncentred_callbacks.cache_clear()
-    noncentred.family_logp_cfunc.cache_clear()
+    noncentred_kernels.noncentred_callbacks.cache_clear()
+    noncentred_kernels.family_logp_cfunc.cache_clear()
     monkeypatch.setattr(precompile, "is_cached", lambda kind: False)
     real_popen = subprocess.Popen
     monkeypatch.setattr(precompile.subprocess, "Popen",

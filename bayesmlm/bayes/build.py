@@ -28,19 +28,10 @@ import pytensor.tensor as pt
 
 from ..design import Design, FactorBlock
 from ..priors.distributions import Distribution
+from .dims import col_dim, col_dim_b
 from ..priors.spec import PriorSpec, correlation_key
 
 __all__ = ["build_model", "family_likelihood", "model_coords", "col_dim", "col_dim_b", "block_scale", "vector_rv", "sigma_rv"]
-
-
-def col_dim(factor: str) -> str:
-    """Dimension name of a factor's varying columns."""
-    return f"{factor}__col"
-
-
-def col_dim_b(factor: str) -> str:
-    """Second column dimension of a factor's correlation matrix."""
-    return f"{factor}__col_b"
 
 
 def model_coords(design: Design) -> dict[str, list[str]]:

@@ -45,7 +45,8 @@ from ..freq.theta import ThetaLayout
 from ..priors.distributions import Normal
 from ..priors.spec import PriorSpec
 from ..stats import SufficientStats
-from .build import block_scale, col_dim, model_coords, sigma_rv, vector_rv
+from .build import block_scale, model_coords, sigma_rv, vector_rv
+from .dims import col_dim
 from .draws import correlation_factors, stack_chains
 
 __all__ = ["COLLAPSED_LIMIT", "CollapsedPlan", "collapsed_plan", "build_collapsed_model", "draw_effects"]

@@ -19,7 +19,7 @@ import numpy as np
 import xarray as xr
 
 from ..design import Design, FactorBlock
-from .build import col_dim, col_dim_b
+from .dims import col_dim, col_dim_b
 
 __all__ = ["stack_chains", "correlation_factors", "locate", "linear_predictor"]
 

@@ -25,7 +25,7 @@ from typing import Callable, ClassVar
 import numba
 import numpy as np
 
-from .build import col_dim, col_dim_b
+from .dims import col_dim, col_dim_b
 
 __all__ = ["LOGP_SIG", "EXPAND_SIG", "ERROR_DEFECT", "blob_at", "packed_matrix", "logp_status", "prior_scale", "add_scale_variables",
            "call_logp", "c_callback", "CompiledDensity"]

@@ -30,13 +30,14 @@ import importlib
 import os
 import subprocess
 import sys
+import time
 
-__all__ = ["KINDS", "start", "wait", "cancel", "helping", "is_cached", "usable_cores"]
+__all__ = ["KINDS", "start", "wait", "cancel", "helping", "is_cached", "await_kernels", "usable_cores"]
 
 KINDS = {
     "collapsed": ("bayesmlm.bayes.native", "_logp_callback", "collapsed_logp_cfunc"),
-    "family": ("bayesmlm.bayes.noncentred", "_family_logp_callback", "family_logp_in_helper"),
-    "marginal": ("bayesmlm.bayes.noncentred", "_marginal_logp_callback", "marginal_in_helper"),
+    "family": ("bayesmlm.bayes.noncentred_kernels", "_family_logp_callback", "family_logp_in_helper"),
+    "marginal": ("bayesmlm.bayes.noncentred_kernels", "_marginal_logp_callback", "marginal_in_helper"),
 }
 """Kind of compiled density: (module, the log-density callback's Python function, what the helper
 runs: the function that compiles the callback, or its share of the kernels and then the callback)."""
@@ -63,10 +64,31 @@ def is_cached(kind: str) -> bool:
         if numba.config.DISABLE_JIT:
             return True
         cache = FunctionCache(getattr(importlib.import_module(module), name))
-        key = cache._index_key(LOGP_SIG, cpu_target.target_context.codegen())
-        return key in cache._cache_file._load_index()
+        return _in_index(cache, LOGP_SIG, cpu_target.target_context.codegen())
     except Exception:  # noqa: BLE001  (an internal interface: unknown means no helper)
         return True
+
+
+def _in_index(cache, signature, codegen) -> bool:
+    return cache._index_key(signature, codegen) in cache._cache_file._load_index()
+
+
+def await_kernels(kernels, timeout: float | None = None) -> bool:
+    """In a helper: wait until the sampling process has written ``kernels`` (pairs of a jitted function
+    and its argument types, the sampling process's share) to Numba's disk cache, so that the callback
+    compiled next loads them rather than compiling them a second time. Gives up, returning False,
+    when the sampling process has gone, after ``timeout`` seconds (:data:`WAIT_SECONDS`), or where the
+    cache cannot be read this way; the callback then compiles them itself."""
+    deadline = time.monotonic() + (WAIT_SECONDS if timeout is None else timeout)
+    parent = os.getppid()
+    try:
+        while not all(_in_index(f._cache, args, f.targetctx.codegen()) for f, args in kernels):
+            if time.monotonic() > deadline or os.getppid() != parent:
+                return False
+            time.sleep(0.05)
+    except Exception:  # noqa: BLE001  (an internal interface: compile them here)
+        return False
+    return True
 
 
 def usable_cores() -> int:
@@ -80,13 +102,15 @@ def usable_cores() -> int:
 
 
 _HELPER_CODE = """
-import importlib.util, os, sys
+import os, sys, types
 parent = {parent!r}
-spec = importlib.util.find_spec("bayesmlm")
-if spec is None or os.path.dirname(os.path.dirname(os.path.abspath(spec.origin))) != parent:
-    sys.path.insert(0, parent)  # this package, not another copy on the path
+for name in ("bayesmlm", "bayesmlm.bayes"):  # this copy's packages, without running their __init__ (which
+    package = types.ModuleType(name)        # imports the whole library): the kernels' modules only
+    package.__path__ = [os.path.join(parent, *name.split("."))]
+    sys.modules[name] = package
 from bayesmlm.bayes.precompile import _compile
 _compile({kind!r})
+os._exit(0)  # the cache is written; an interpreter's orderly exit would keep the waiting process ~1 s
 """
 
 
@@ -99,7 +123,7 @@ def start(kind: str) -> subprocess.Popen | None:
     if usable_cores() < 2 or not sys.executable or getattr(sys, "frozen", False) or is_cached(kind):
         return None
     parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    try:  # -P: not the working directory first on the helper's path (see _HELPER_CODE)
+    try:  # -P: not the working directory first on the helper's path
         helper = subprocess.Popen([sys.executable, "-P", "-c", _HELPER_CODE.format(parent=parent, kind=kind)],
                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     except Exception:  # noqa: BLE001  (no helper: this process compiles, as without one)
