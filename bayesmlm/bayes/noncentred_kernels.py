@@ -129,7 +129,7 @@ def _centred_prior(blob, o_blk, n_blocks, bi, T, r, grad_r, dT):
     """
     levels, k, zo, c0 = _block(blob, o_blk, bi)
     lp = 0.0
-    Tb = np.ascontiguousarray(T[c0:c0 + k, c0:c0 + k])
+    Tb = _diagonal_block(T, c0, k)
     u = np.empty(k)
     v = np.empty(k)
     for i in range(k):
@@ -303,9 +303,19 @@ def _solve_lower_t(C, b, x):
 
 
 @numba.njit(cache=True, error_model="numpy")
+def _diagonal_block(T, c0, k):
+    """A copy of ``T[c0:c0 + k, c0:c0 + k]`` (loops: cheaper to compile than a contiguous-copy call)."""
+    Tb = np.empty((k, k))
+    for i in range(k):
+        for j in range(k):
+            Tb[i, j] = T[c0 + i, c0 + j]
+    return Tb
+
+
+@numba.njit(cache=True, error_model="numpy")
 def _block_precision(T, c0, k):
     """``W = (T_b T_b')^-1`` of the block whose SDs start at ``c0``: the prior precision of one level's effects."""
-    Tb = np.ascontiguousarray(T[c0:c0 + k, c0:c0 + k])
+    Tb = _diagonal_block(T, c0, k)
     Tinv = np.zeros((k, k))
     unit = np.zeros(k)
     col = np.empty(k)
@@ -658,7 +668,14 @@ def _marginal_rows(blob, n, p, n_blocks, mu0, r, sigma, T, grad, o_aux, gr, dT):
                 for t in range(k):
                     acc += Tb[i, t] * Tb[j, t]
                 S[i, j] = 0.5 * (S[i, j] + levels * acc)
-        WSW = W @ S @ W
+        WSW = np.zeros((k, k))  # W S W, in loops (k is small; a matrix product would bring BLAS in)
+        for i in range(k):
+            for t in range(k):
+                acc = 0.0
+                for a in range(k):
+                    for b in range(k):
+                        acc += W[i, a] * S[a, b] * W[b, t]
+                WSW[i, t] = acc
         for i in range(k):
             for j in range(i + 1):
                 acc = 0.0
@@ -706,7 +723,9 @@ def _prior_terms(x, blob, grad):
             lp += -0.5 * (a + 1.0) * math.log1p(u * u / a)
             grad[j] += -(a + 1.0) * u / (s * (a + u * u))
     # family parameters: positive priors (after the SDs' rows) on log scale
-    aux = np.ones(2)
+    aux = np.empty(2)
+    aux[0] = 1.0
+    aux[1] = 1.0
     for t in range(n_aux):
         v = math.exp(x[o_aux + t])
         aux[t] = v
@@ -811,7 +830,10 @@ def _integrated_draw(x, blob, n, p, n_blocks, T, r, o_z):
                 xi[uo[bi] + i] = x[o_z + zos[bi] + i]
     # L' d = xi with L = [[C_D, 0], [Y', C]] (see _fixed_conditional): the dense part first
     u = m.copy()
-    ds = _solve_lower_t(C, np.ascontiguousarray(xi[:qs]), np.empty(qs))
+    xs = np.empty(qs)
+    for j in range(qs):
+        xs[j] = xi[j]
+    ds = _solve_lower_t(C, xs, np.empty(qs))
     for j in range(qs):
         u[j] += ds[j]
     big, o_big = _big(blob)
@@ -827,7 +849,7 @@ def _integrated_draw(x, blob, n, p, n_blocks, T, r, o_z):
                 for a in range(int(blob[o_ptr + lv]), int(blob[o_ptr + lv + 1])):
                     acc -= Yv[a, i] * ds[int(blob[o_col + a])]
                 rhs[i] = acc
-            _solve_lower_t(np.ascontiguousarray(Dc[lv]), rhs, out)
+            _solve_lower_t(Dc[lv], rhs, out)
             for i in range(kb):
                 u[base + i] += out[i]
     beta = np.empty(p)

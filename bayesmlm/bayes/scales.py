@@ -119,13 +119,17 @@ def sd_and_correlations(x, priors, groups, kmax):
     n_sd = priors.shape[0]
     n_loc = x.shape[0]
     gx = np.zeros(n_loc)
-    sd = np.exp(x[:n_sd])
+    sd = np.empty(n_sd)
+    for i in range(n_sd):
+        sd[i] = math.exp(x[i])
     lp = 0.0
     for i in range(n_sd):
         v, d = positive_logp(int(priors[i, 0]), priors[i, 1], priors[i, 2], sd[i])
         lp += v + x[i]
         gx[i] += d * sd[i] + 1.0
-    Lfull = np.eye(n_sd)
+    Lfull = np.zeros((n_sd, n_sd))
+    for i in range(n_sd):
+        Lfull[i, i] = 1.0
     dLfull = np.zeros((n_sd, n_sd, n_loc))
     Lg = np.zeros((kmax, kmax))
     dLg = np.zeros((kmax, kmax, kmax * kmax))
