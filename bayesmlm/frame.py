@@ -53,6 +53,8 @@ class ModelFrame:
     pruned : frozenset of str
         Categorical columns whose unused categories were dropped (as lme4's model frame does),
         so that no design column is all zeros.
+    text_codes : dict of str -> (ndarray, list)
+        Codes and sorted levels of the text columns the grouping factors are made of.
     """
 
     columns: dict[str, pd.Series]
@@ -60,6 +62,7 @@ class ModelFrame:
     row_labels: pd.Index
     factors: dict[str, tuple[np.ndarray, list[str]]] = field(default_factory=dict)
     pruned: frozenset = frozenset()
+    text_codes: dict[str, tuple[np.ndarray, list]] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -70,14 +73,23 @@ class ModelFrame:
         """Used columns only, complete rows only, index reset to ``0..n-1``, text as objects."""
         return self.frame(list(self.columns))
 
-    def frame(self, names: list[str]) -> pd.DataFrame:
+    def frame(self, names: list[str], text_as_category: bool = False) -> pd.DataFrame:
         """Some of the used columns, as :attr:`data` holds them (built when first asked for:
-        a fit needs only the columns formulaic evaluates)."""
+        a fit needs only the columns formulaic evaluates); ``text_as_category``: the text columns
+        already coded for a grouping factor as categoricals of their sorted values instead, which
+        formulaic encodes alike (the levels it would find) without hashing the text again."""
         if not names:
             return pd.DataFrame(index=pd.RangeIndex(self.n))
-        out = pd.DataFrame({name: _plain(self.columns[name]) for name in names}, copy=False)
+        out = pd.DataFrame({name: self._column(name, text_as_category) for name in names}, copy=False)
         out.index = pd.RangeIndex(self.n)
         return out
+
+    def _column(self, name: str, text_as_category: bool) -> pd.Series:
+        column = self.columns[name]
+        if text_as_category and name in self.text_codes and isinstance(column.dtype, pd.StringDtype):
+            codes, levels = self.text_codes[name]
+            return pd.Series(pd.Categorical.from_codes(codes, categories=levels), copy=False)
+        return _plain(column)
 
     def evaluation_frame(self, looked_up: set[str], source: pd.DataFrame) -> pd.DataFrame:
         """A frame in which formulaic, looking up the names ``looked_up``, finds what it would find in
@@ -91,7 +103,7 @@ class ModelFrame:
             and not any(name in source.columns for name in looked_up if name not in self.columns)
         ):
             return source
-        return self.frame(names)
+        return self.frame(names, text_as_category=True)
 
 
 def _plain(column: pd.Series) -> pd.Series:
@@ -358,7 +370,8 @@ def model_frame(
     if check_levels:
         for factor, (_, levels) in factors.items():
             _check_levels(factor, levels, len(labels))
-    return ModelFrame(used, n_dropped, labels, factors, pruned)
+    text = {c: column_cache[c] for c in column_cache if isinstance(used[c].dtype, pd.StringDtype)}
+    return ModelFrame(used, n_dropped, labels, factors, pruned, text)
 
 
 def level_order(values: pd.Series) -> list:
