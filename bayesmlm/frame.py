@@ -88,7 +88,7 @@ class ModelFrame:
         column = self.columns[name]
         if text_as_category and name in self.text_codes and isinstance(column.dtype, pd.StringDtype):
             codes, levels = self.text_codes[name]
-            return pd.Series(pd.Categorical.from_codes(codes, categories=levels), copy=False)
+            return pd.Series(pd.Categorical.from_codes(codes, categories=levels), index=column.index, copy=False)
         return _plain(column)
 
     def evaluation_frame(self, looked_up: set[str], source: pd.DataFrame) -> pd.DataFrame:

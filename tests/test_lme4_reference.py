@@ -78,3 +78,17 @@ def test_engines_agree_where_statsmodels_applies() -> None:
         assert a.singular == b.singular
         compared += 1
     assert compared >= 10
+
+
+@pytest.mark.parametrize("case", ["cake_interaction_reml", "pastes_nested_ml", "penicillin_crossed_reml"])
+def test_row_order_and_labels_change_nothing(case: str) -> None:
+    """Rows shuffled, with their labels (text factors coded once, reaching formulaic as categoricals),
+    or relabelled: the same fit as lme4's."""
+    ref = load_reference(case)
+    shuffled = load_data(ref["data"]).sample(frac=1.0, random_state=7)
+    relabelled = shuffled.set_axis([f"r{i}" for i in range(len(shuffled))])
+    for data in (shuffled, relabelled):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", bm.SingularFitWarning)
+            fit = bm.lmer(ref["formula"], data, reml=ref["REML"])
+        assert_matches_lme4(fit, ref)

@@ -15,6 +15,7 @@ import json
 import warnings
 from pathlib import Path
 
+import numba
 import numpy as np
 import pandas as pd
 import pytest
@@ -196,3 +197,41 @@ def test_warmup_command_fills_the_kernel_cache(capsys) -> None:
     assert main(["warmup"]) == 0
     assert "compiled kernels ready" in capsys.readouterr().out
     assert compiled_callbacks.cache_info().currsize == 1 and noncentred_callbacks.cache_info().currsize == 2
+
+
+def _probe_logp(dim, x_, out_, logp_, user_data):
+    x = numba.carray(x_, (dim,))
+    out = numba.carray(out_, (dim,))
+    logp = numba.carray(logp_, (1,))
+    acc = 0.0
+    for i in range(dim):
+        acc -= 0.5 * x[i] * x[i]
+        out[i] = -x[i]
+    logp[0] = acc
+    return 0
+
+
+def test_a_callback_compiles_with_a_light_final_pass_and_leaves_numba_as_it_was(tmp_path, monkeypatch) -> None:
+    """c_callback skips the callback library's last full optimisation pass only: Numba's settings and
+    methods are restored, and the callback computes what its body says."""
+    from numba.core import config
+    from numba.core.codegen import CPUCodeLibrary
+
+    from bayesmlm.bayes.nutpie_bridge import LOGP_SIG, c_callback, call_logp
+
+    monkeypatch.setattr(numba.config, "CACHE_DIR", str(tmp_path))  # compiled here, not loaded
+    levels = []
+    default_pass = CPUCodeLibrary._optimize_final_module
+
+    def spy(library):
+        levels.append((library.name, int(config.OPT)))
+        return default_pass(library)
+
+    monkeypatch.setattr(CPUCodeLibrary, "_optimize_final_module", spy)
+    before = int(config.OPT)
+    callback = c_callback(LOGP_SIG, _probe_logp)
+    assert int(config.OPT) == before and CPUCodeLibrary._optimize_final_module is spy
+    assert (_probe_logp.__qualname__, 0) in levels  # the callback's own final pass, light
+    assert all(level == before for name, level in levels if name != _probe_logp.__qualname__)
+    code, value, grad = call_logp(callback, np.array([1.0, 2.0]), np.zeros(1))
+    assert code == 0 and value == -2.5 and grad.tolist() == [-1.0, -2.0]

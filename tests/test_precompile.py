@@ -18,12 +18,19 @@ from bayesmlm.bayes import noncentred, noncentred_kernels, precompile
 from bayesmlm.family_design import family_design
 
 COLD_RUN = """
-import json, warnings
+import json, time, warnings
 warnings.simplefilter("ignore")
 import numpy as np, pandas as pd
 import bayesmlm as bm
 from bayesmlm.bayes import noncentred_kernels as kernels, precompile
 
+waits = []  # seconds this process waited for a helper, each time
+real_wait = precompile.wait
+def timed_wait(kind):
+    start = time.perf_counter()
+    real_wait(kind)
+    waits.append(time.perf_counter() - start)
+precompile.wait = timed_wait
 cold = not precompile.is_cached("family")
 rng = np.random.default_rng(3)
 n = 2000
@@ -44,8 +51,9 @@ print(json.dumps({
     "slope": float(post.fixef().loc["x", "mean"]),
     "marginal_cold": marginal_cold, "marginal_cached": precompile.is_cached("marginal"),
     "marginal_loaded": kernels.marginal_logp_cfunc().cache_hits,
-    "marginal_rows": len(kernels._marginal_rows.signatures), "blocks": len(kernels._add_blocks.signatures),
     "draw": len(kernels._integrated_draw.signatures), "prior": len(kernels._prior_terms.signatures),
+    "expand_kernels": len(kernels._effects_at.signatures) + len(kernels._write_draw.signatures),
+    "longest_wait": max(waits),
     "days": float(gauss.fixef().loc["Days", "mean"]),
 }))
 """
@@ -63,10 +71,12 @@ def test_cold_samples_load_the_callbacks_the_helper_compiled(tmp_path) -> None:
     # this process's share: at most one specialisation each (none when the helper finished first)
     assert result["rows"] <= 1 and result["through"] <= 1
     assert abs(result["slope"] - 0.3) < 0.1
-    # the integrated gaussian density: the helper compiles the rows' kernels, the conditional draw and the
-    # log density; this process the prior's kernels and the expand callback, each kernel once at most
+    # the integrated gaussian density: this process compiles the prior's kernels, the conditional draw and
+    # the expand callback (which reaches the helper's group-effect kernels), each once at most
     assert result["marginal_cold"] and result["marginal_cached"] and result["marginal_loaded"] == 1
-    assert result["marginal_rows"] <= 1 and result["blocks"] <= 1 and result["draw"] <= 1 and result["prior"] <= 1
+    assert result["draw"] <= 1 and result["prior"] <= 1 and result["expand_kernels"] <= 2
+    # the helper was told when this process's share was done, so no wait ran into WAIT_SECONDS (300 s)
+    assert result["longest_wait"] < 0.5 * precompile.WAIT_SECONDS
     assert abs(result["days"] - 10.47) < 1.5  # lme4's 10.47 (sd 1.55)
 
 
@@ -171,3 +181,52 @@ def test_unknown_cache_interface_means_no_helper(monkeypatch) -> None:
     monkeypatch.setattr(numba.core.caching, "FunctionCache", broken)
     assert precompile.is_cached("family") is True
     assert precompile.start("family") is None
+
+
+AWAIT = """
+import sys
+from bayesmlm.bayes import precompile
+precompile._PARENT = {parent}
+print(precompile.await_share(timeout={timeout}))
+"""
+
+
+def _await_share(parent: str, timeout: float, close_input: bool) -> tuple[str, float]:
+    import time
+
+    start = time.perf_counter()
+    helper = subprocess.Popen([sys.executable, "-c", AWAIT.format(parent=parent, timeout=timeout)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    if close_input:
+        helper.stdin.close()
+    out = helper.stdout.read()
+    helper.wait(timeout=120)
+    if not close_input:
+        helper.stdin.close()
+    return out.strip().splitlines()[-1], time.perf_counter() - start
+
+
+def test_a_helper_compiles_its_callback_when_told_and_gives_up_otherwise() -> None:
+    """await_share: True as soon as the sampling process closes the helper's input; False (nothing
+    compiled) after the timeout, and at once when the process that started it is not its parent."""
+    told, told_s = _await_share("__import__('os').getppid()", 60.0, close_input=True)
+    assert told == "True" and told_s < 30.0
+    untold, untold_s = _await_share("__import__('os').getppid()", 1.0, close_input=False)
+    assert untold == "False" and untold_s >= 1.0
+    orphan, orphan_s = _await_share("-1", 60.0, close_input=False)  # a parent that is not this one: gone
+    assert orphan == "False" and orphan_s < 30.0
+
+
+def test_waiting_tells_the_helper_first(monkeypatch) -> None:
+    """wait() closes the helper's input before waiting for it, so a helper waiting for this process's
+    share never keeps this process waiting."""
+    monkeypatch.setattr(precompile, "is_cached", lambda kind: False)
+    monkeypatch.setattr(precompile, "usable_cores", lambda: 2)
+    real_popen = subprocess.Popen
+    waits_for_input = "import sys; sys.stdin.read()"
+    monkeypatch.setattr(precompile.subprocess, "Popen",
+                        lambda args, **kw: real_popen([sys.executable, "-c", waits_for_input], **kw))
+    helper = precompile.start("family")
+    assert helper is not None and precompile.helping("family")
+    precompile.wait("family")
+    assert helper.returncode == 0 and not precompile.helping("family")

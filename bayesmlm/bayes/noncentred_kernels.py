@@ -998,52 +998,62 @@ _FAMILY_ROWS_ARGS = (_VEC, _INT, _INT, _INT, _INT, _INT, _VEC, _VEC, _VEC, _INT,
 _MARGINAL_ROWS_ARGS = (_VEC, _INT, _INT, _INT, _VEC, _VEC, numba.types.float64, _MAT, _VEC, _INT, _VEC, _MAT)
 _INTEGRATED_DRAW_ARGS = (_VEC, _VEC, _INT, _INT, _INT, _MAT, _VEC, _INT)
 _EFFECTS_AT_ARGS = (_VEC, _VEC)
-"""The argument types the log-density callbacks call these kernels with (C-contiguous float64 arrays
-and int64 scalars), for compiling them ahead of the callback, in two processes (see
-:func:`family_logp_in_helper`)."""
+"""The argument types the callbacks call these kernels with (C-contiguous float64 arrays and int64
+scalars), for compiling them ahead of the callbacks, in two processes."""
+
+HELPER_SHARE = {
+    "family": ((_prior_terms, _PRIOR_TERMS_ARGS),),
+    "marginal": ((_effects_at, _EFFECTS_AT_ARGS), (_marginal_rows, _MARGINAL_ROWS_ARGS)),
+}
+"""What a helper process (:mod:`bayesmlm.bayes.precompile`) compiles of each kind's kernels before
+its log-density callback: for the family density the prior's kernels; for the integrated gaussian
+one the SD, correlation and group-effect kernels (which the prior's kernels and the expand callback
+share) and the rows' kernels with the conditional of the integrated coefficients."""
+
+MAIN_SHARE = {
+    "family": ((_family_rows, _FAMILY_ROWS_ARGS), (_through_scales, _THROUGH_SCALES_ARGS)),
+    "marginal": ((_prior_terms, _PRIOR_TERMS_ARGS), (_through_scales, _THROUGH_SCALES_ARGS),
+                 (_integrated_draw, _INTEGRATED_DRAW_ARGS)),
+}
+"""What the sampling process compiles meanwhile, after the frequentist fit: the rest of the log
+density's kernels (the helper waits for them, :func:`bayesmlm.bayes.precompile.await_share`, then
+compiles the callback) and, for the integrated gaussian density, the conditional draw; then the
+expand callback. The split keeps both processes busy on two cores; a kernel one process reaches
+before the other has written it to the cache is compiled again there, which costs time only."""
+
+
+def _compile(share) -> None:
+    for kernel, args in share:
+        kernel.compile(args)
 
 
 def family_logp_in_helper():
-    """What a helper process compiles for the family log density (:mod:`bayesmlm.bayes.precompile`): the
-    prior's kernels (:func:`_prior_terms`), then the callback, once the sampling process has compiled
-    the other kernels (the rows', :func:`_family_rows`, and :func:`_through_scales`) after the
-    frequentist fit (:func:`noncentred_callbacks`)."""
-    _prior_terms.compile(_PRIOR_TERMS_ARGS)
-    precompile.await_kernels([(_family_rows, _FAMILY_ROWS_ARGS), (_through_scales, _THROUGH_SCALES_ARGS)])
-    family_logp_cfunc()
+    """What a helper process runs for the family log density: its share (:data:`HELPER_SHARE`), then,
+    once the sampling process has compiled its own (:data:`MAIN_SHARE`), the callback."""
+    _compile(HELPER_SHARE["family"])
+    if precompile.await_share():
+        family_logp_cfunc()
 
 
 def marginal_in_helper():
-    """What a helper process compiles for the integrated gaussian density: the SD and correlation
-    kernels with the group effects (:func:`_effects_at`, which the prior's kernels and the expand
-    callback share), the rows' kernels (:func:`_marginal_rows`, with the conditional of the integrated
-    coefficients), then the log-density callback, once the sampling process has compiled the prior's
-    kernels; it goes on to the conditional draw and the expand callback (:func:`noncentred_callbacks`).
-    The split keeps both processes busy on two cores; a kernel one process needs before the other has
-    written it is compiled again there, which costs time only."""
-    _effects_at.compile(_EFFECTS_AT_ARGS)
-    _marginal_rows.compile(_MARGINAL_ROWS_ARGS)
-    precompile.await_kernels([(_prior_terms, _PRIOR_TERMS_ARGS), (_through_scales, _THROUGH_SCALES_ARGS)])
-    marginal_logp_cfunc()
+    """What a helper process runs for the integrated gaussian density (as :func:`family_logp_in_helper`)."""
+    _compile(HELPER_SHARE["marginal"])
+    if precompile.await_share():
+        marginal_logp_cfunc()
 
 
 @functools.cache
 def noncentred_callbacks(marginal: bool = False):
     """The two C callbacks nutpie calls, for a model with the fixed effects integrated out (``marginal``,
     gaussian) or not (every family): compiled on first use, then loaded from Numba's disk cache. A model
-    compiles only its own pair, so a Poisson model never compiles the gaussian integration. The expand
-    callback comes first: a helper process may be compiling the log density meanwhile, and this
-    process compiles its share of the log density's kernels before that (see the ``*_in_helper``
-    functions for the helper's)."""
-    if marginal:
-        if precompile.helping("marginal"):
-            _prior_terms.compile(_PRIOR_TERMS_ARGS)
-            _through_scales.compile(_THROUGH_SCALES_ARGS)
-            _integrated_draw.compile(_INTEGRATED_DRAW_ARGS)
-        expand = c_callback(EXPAND_SIG, _marginal_expand_callback)
-        return marginal_logp_cfunc(), expand
-    if precompile.helping("family"):
-        _family_rows.compile(_FAMILY_ROWS_ARGS)
-        _through_scales.compile(_THROUGH_SCALES_ARGS)
-    expand = c_callback(EXPAND_SIG, _family_expand_callback)
-    return family_logp_cfunc(), expand
+    compiles only its own pair, so a Poisson model never compiles the gaussian integration. Where a
+    helper process compiles the log density, this process compiles its share of the kernels first
+    (:data:`MAIN_SHARE`), tells the helper so, and compiles the expand callback meanwhile."""
+    kind = "marginal" if marginal else "family"
+    if precompile.helping(kind):
+        try:
+            _compile(MAIN_SHARE[kind])
+        finally:
+            precompile.share_done(kind)
+    expand = c_callback(EXPAND_SIG, _marginal_expand_callback if marginal else _family_expand_callback)
+    return (marginal_logp_cfunc() if marginal else family_logp_cfunc()), expand

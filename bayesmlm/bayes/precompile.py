@@ -4,17 +4,21 @@ Numba compiles one function at a time in a process (a global lock), so on a mach
 cache lacks the kernels a model needs, ``bm.sample`` would compile the frequentist engine's kernels
 (for the empirical priors or the centring) and then the sampler's callbacks, one after the other:
 most of a first run. With a second core, :func:`start` runs a helper process meanwhile, which
-compiles the log-density callback of that kind of density into the shared Numba disk cache; this
-process compiles its share of the kernels itself (the expand callback, or part of the log density's
-kernels where the helper compiles the expand callback too), then waits for the helper (:func:`wait`)
-and loads what it compiled from the cache.
+imports only the kernels' modules and compiles the log-density callback of that kind of density into
+the shared Numba disk cache. For the non-centred densities the work is split: the helper compiles
+its share of the kernels, this process its own after the frequentist fit, then tells the helper
+(:func:`share_done`, closing the helper's input), which compiles the callback, loading this
+process's share from the cache (:func:`await_share`), while this process compiles the expand
+callback. This process then waits for the helper (:func:`wait`) and loads the callback from the
+cache.
 
 Nothing here changes a result: the helper only writes Numba's cache, where this process would have
 written the same kernel. Where the cache already holds the callback, where this process may use
 one core only (:func:`usable_cores`), where the helper fails or is too slow
 (:data:`WAIT_SECONDS`), or where Numba's cache cannot be read this way, the callback is compiled
 (or loaded) here as before; a helper compiling a density the model turns out not to use is
-stopped (:func:`cancel`).
+stopped (:func:`cancel`). The helper waits for nothing but this process's word (or its exit), so
+this process never waits on the helper longer than the helper's own compilation.
 
 Examples
 --------
@@ -30,9 +34,10 @@ import importlib
 import os
 import subprocess
 import sys
+import threading
 import time
 
-__all__ = ["KINDS", "start", "wait", "cancel", "helping", "is_cached", "await_kernels", "usable_cores"]
+__all__ = ["KINDS", "start", "wait", "cancel", "helping", "share_done", "await_share", "is_cached", "usable_cores"]
 
 KINDS = {
     "collapsed": ("bayesmlm.bayes.native", "_logp_callback", "collapsed_logp_cfunc"),
@@ -64,31 +69,52 @@ def is_cached(kind: str) -> bool:
         if numba.config.DISABLE_JIT:
             return True
         cache = FunctionCache(getattr(importlib.import_module(module), name))
-        return _in_index(cache, LOGP_SIG, cpu_target.target_context.codegen())
+        key = cache._index_key(LOGP_SIG, cpu_target.target_context.codegen())
+        return key in cache._cache_file._load_index()
     except Exception:  # noqa: BLE001  (an internal interface: unknown means no helper)
         return True
 
 
-def _in_index(cache, signature, codegen) -> bool:
-    return cache._index_key(signature, codegen) in cache._cache_file._load_index()
+def share_done(kind: str) -> None:
+    """Tell the helper compiling ``kind`` that this process has compiled its share of the kernels (or
+    will not): the helper then compiles the callback (:func:`await_share`). Closes its input."""
+    helper = _helpers.get(kind)
+    if helper is not None and helper.stdin is not None and not helper.stdin.closed:
+        try:
+            helper.stdin.close()
+        except OSError:  # a helper that has gone: nothing to tell
+            pass
 
 
-def await_kernels(kernels, timeout: float | None = None) -> bool:
-    """In a helper: wait until the sampling process has written ``kernels`` (pairs of a jitted function
-    and its argument types, the sampling process's share) to Numba's disk cache, so that the callback
-    compiled next loads them rather than compiling them a second time. Gives up, returning False,
-    when the sampling process has gone, after ``timeout`` seconds (:data:`WAIT_SECONDS`), or where the
-    cache cannot be read this way; the callback then compiles them itself."""
+def await_share(timeout: float | None = None) -> bool:
+    """In a helper: wait until the sampling process says its share of the kernels is compiled (its end
+    of the helper's input closes: :func:`share_done`, or it has exited), so that the callback compiled
+    next loads them from the cache rather than compiling them a second time. False (the callback is
+    then not compiled) when the sampling process has gone, or after ``timeout`` seconds
+    (:data:`WAIT_SECONDS`): a sampling process that still needs the callback compiles it itself."""
+    closed = threading.Event()
+
+    def read_to_end() -> None:
+        try:
+            sys.stdin.buffer.read()
+        except (OSError, ValueError, AttributeError):
+            pass
+        closed.set()
+
+    threading.Thread(target=read_to_end, daemon=True).start()
     deadline = time.monotonic() + (WAIT_SECONDS if timeout is None else timeout)
-    parent = os.getppid()
-    try:
-        while not all(_in_index(f._cache, args, f.targetctx.codegen()) for f, args in kernels):
-            if time.monotonic() > deadline or os.getppid() != parent:
-                return False
-            time.sleep(0.05)
-    except Exception:  # noqa: BLE001  (an internal interface: compile them here)
-        return False
-    return True
+    while not closed.wait(0.1):
+        if time.monotonic() > deadline or not _parent_alive():
+            return False
+    return _parent_alive()
+
+
+_PARENT = None
+"""The sampling process's id, in a helper (set by the helper's code)."""
+
+
+def _parent_alive() -> bool:
+    return _PARENT is None or os.getppid() == _PARENT
 
 
 def usable_cores() -> int:
@@ -108,8 +134,9 @@ for name in ("bayesmlm", "bayesmlm.bayes"):  # this copy's packages, without run
     package = types.ModuleType(name)        # imports the whole library): the kernels' modules only
     package.__path__ = [os.path.join(parent, *name.split("."))]
     sys.modules[name] = package
-from bayesmlm.bayes.precompile import _compile
-_compile({kind!r})
+from bayesmlm.bayes import precompile
+precompile._PARENT = {pid!r}
+precompile._compile({kind!r})
 os._exit(0)  # the cache is written; an interpreter's orderly exit would keep the waiting process ~1 s
 """
 
@@ -124,8 +151,8 @@ def start(kind: str) -> subprocess.Popen | None:
         return None
     parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     try:  # -P: not the working directory first on the helper's path
-        helper = subprocess.Popen([sys.executable, "-P", "-c", _HELPER_CODE.format(parent=parent, kind=kind)],
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        helper = subprocess.Popen([sys.executable, "-P", "-c", _HELPER_CODE.format(parent=parent, kind=kind, pid=os.getpid())],
+                                  stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     except Exception:  # noqa: BLE001  (no helper: this process compiles, as without one)
         return None
     _helpers[kind] = helper
@@ -145,10 +172,13 @@ def cancel(kind: str) -> None:
         if helper.poll() is None:
             helper.kill()
         helper.wait()
+        _close_input(helper)
 
 
 def wait(kind: str) -> None:
-    """Wait for the helper compiling ``kind``, if one was started (at most :data:`WAIT_SECONDS`)."""
+    """Wait for the helper compiling ``kind``, if one was started (at most :data:`WAIT_SECONDS`); it is
+    told first that this process's share is done (:func:`share_done`), whether compiled or not."""
+    share_done(kind)
     helper = _helpers.pop(kind, None)
     if helper is None:
         return
@@ -157,6 +187,14 @@ def wait(kind: str) -> None:
     except subprocess.TimeoutExpired:
         helper.kill()
         helper.wait()
+
+
+def _close_input(helper: subprocess.Popen) -> None:
+    if helper.stdin is not None and not helper.stdin.closed:
+        try:
+            helper.stdin.close()
+        except OSError:
+            pass
 
 
 def _compile(kind: str) -> None:
