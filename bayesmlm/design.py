@@ -428,7 +428,7 @@ def build_design(
     parts = FormulaParts.parse(parsed)
     frame = model_frame(parsed, data, na_action=na_action, check_levels=row_checks, parts=parts)
     n = frame.n
-    df = frame.evaluation_frame(parts.looked_up(), data)
+    df = frame.evaluation_frame(parts.looked_up(), data, parts.bare_variables())
     response = parsed.response.strip()
     if response in frame.columns:
         y = frame.columns[response].to_numpy(dtype=float)

@@ -167,6 +167,20 @@ class FormulaParts:
         """Data variables of one parsed part (see :func:`side_variables`)."""
         return side_variables(parsed)
 
+    def bare_variables(self) -> set[str]:
+        """Data variables that every factor naming them is just the variable (``recipe``, not
+        ``C(recipe + x)`` or ``np.log(x)``): formulaic reads those columns as they are."""
+        bare, other = set(), set()
+        parts = ([self.response] if self.response is not None else []) + list(self.sides.values())
+        for parsed in parts:
+            for factor in _factors(parsed):
+                names = _factor_names(factor)[0]
+                if names == {factor.expr}:
+                    bare.add(factor.expr)
+                else:
+                    other |= names
+        return bare - other
+
     def looked_up(self) -> set[str]:
         """Every name formulaic may look up in the data while building the matrices."""
         parts = ([self.response] if self.response is not None else []) + list(self.sides.values())

@@ -73,14 +73,14 @@ class ModelFrame:
         """Used columns only, complete rows only, index reset to ``0..n-1``, text as objects."""
         return self.frame(list(self.columns))
 
-    def frame(self, names: list[str], text_as_category: bool = False) -> pd.DataFrame:
+    def frame(self, names: list[str], as_category: frozenset | set = frozenset()) -> pd.DataFrame:
         """Some of the used columns, as :attr:`data` holds them (built when first asked for:
-        a fit needs only the columns formulaic evaluates); ``text_as_category``: the text columns
+        a fit needs only the columns formulaic evaluates); those in ``as_category`` that are text
         already coded for a grouping factor as categoricals of their sorted values instead, which
         formulaic encodes alike (the levels it would find) without hashing the text again."""
         if not names:
             return pd.DataFrame(index=pd.RangeIndex(self.n))
-        out = pd.DataFrame({name: self._column(name, text_as_category) for name in names}, copy=False)
+        out = pd.DataFrame({name: self._column(name, name in as_category) for name in names}, copy=False)
         out.index = pd.RangeIndex(self.n)
         return out
 
@@ -91,10 +91,13 @@ class ModelFrame:
             return pd.Series(pd.Categorical.from_codes(codes, categories=levels), index=column.index, copy=False)
         return _plain(column)
 
-    def evaluation_frame(self, looked_up: set[str], source: pd.DataFrame) -> pd.DataFrame:
+    def evaluation_frame(self, looked_up: set[str], source: pd.DataFrame,
+                         bare: set[str] = frozenset()) -> pd.DataFrame:
         """A frame in which formulaic, looking up the names ``looked_up``, finds what it would find in
         :attr:`data`: the user's frame ``source`` itself where that holds (every row used, no text
-        to convert, no other column under one of these names), else the used columns among them."""
+        to convert, no other column under one of these names), else the used columns among them;
+        text columns in ``bare`` (used by the formula only as themselves, never inside an
+        expression such as ``C(a + b)``) as categoricals where already coded."""
         names = [c for c in self.columns if c in looked_up]
         if (
             self.n_dropped == 0
@@ -103,7 +106,7 @@ class ModelFrame:
             and not any(name in source.columns for name in looked_up if name not in self.columns)
         ):
             return source
-        return self.frame(names, text_as_category=True)
+        return self.frame(names, as_category=bare)
 
 
 def _plain(column: pd.Series) -> pd.Series:

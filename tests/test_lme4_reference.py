@@ -92,3 +92,13 @@ def test_row_order_and_labels_change_nothing(case: str) -> None:
             warnings.simplefilter("ignore", bm.SingularFitWarning)
             fit = bm.lmer(ref["formula"], data, reml=ref["REML"])
         assert_matches_lme4(fit, ref)
+
+
+def test_text_expressions_of_grouping_columns_still_evaluate() -> None:
+    """A grouping factor's text column used inside an expression reaches formulaic as text, so that
+    text operations work on it; used as itself it is encoded alike either way."""
+    cake = load_data("cake")
+    combined = bm.lmer("angle ~ C(recipe + replicate) + (1 | recipe:replicate)", cake)
+    assert combined.fixef().shape[0] == cake.groupby(["recipe", "replicate"]).ngroups
+    assert bm.lmer("angle ~ recipe + (1 | recipe:replicate)", cake).fixef().index.tolist() == [
+        "Intercept", "recipeB", "recipeC"]

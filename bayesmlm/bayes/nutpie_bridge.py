@@ -112,27 +112,37 @@ def c_callback(sig, function):
         from numba.core.codegen import CPUCodeLibrary
         from numba.core.compiler_lock import global_compiler_lock
 
-        default_pass = CPUCodeLibrary._optimize_final_module
-    except (ImportError, AttributeError):  # internals changed: the default compilation
+        CPUCodeLibrary._optimize_final_module  # noqa: B018  (present, or the default compilation)
+    except (ImportError, AttributeError):
         return numba.cfunc(sig, cache=True, error_model="numpy")(function)
     name = function.__qualname__
 
-    def final_pass(library):
-        if library.name != name:
-            return default_pass(library)
-        level = config.OPT
-        config.OPT = 0  # this library's whole-module pass only
-        try:
-            return default_pass(library)
-        finally:
-            config.OPT = level
+    with global_compiler_lock:  # no other thread compiles (or swaps the pass) meanwhile
+        default_pass = CPUCodeLibrary._optimize_final_module
 
-    with global_compiler_lock:  # no other thread compiles while the pass is swapped
+        def final_pass(library, *args, **kwargs):
+            if library.name != name or not _holds_c_wrapper(library):
+                return default_pass(library, *args, **kwargs)
+            level = config.OPT
+            config.OPT = 0  # this library's whole-module pass only
+            try:
+                return default_pass(library, *args, **kwargs)
+            finally:
+                config.OPT = level
+
         CPUCodeLibrary._optimize_final_module = final_pass
         try:
             return numba.cfunc(sig, cache=True, error_model="numpy")(function)
         finally:
             CPUCodeLibrary._optimize_final_module = default_pass
+
+
+def _holds_c_wrapper(library) -> bool:
+    """Whether a Numba library is a C callback's (holds its ``cfunc.`` wrapper), not a kernel's."""
+    try:
+        return any(f.name.startswith("cfunc.") for f in library._final_module.functions)
+    except AttributeError:
+        return False
 
 
 def prior_scale(dist) -> float:
