@@ -16,20 +16,20 @@ and bayesmlm's ESS/s over Bambi's.
 Measured here (2 cores, load average 1.1-1.6; Bambi 0.21, nutpie both)::
 
     model     cache tool                   wall s  min ESS    ESS/s   ratio
-    poisson   cold  bayesmlm                 12.3     2065    168.1    7.0x
-    poisson   cold  bambi                    12.9      309     24.0
-    poisson   cold  bayesmlm-lkj             11.9     1621    136.2
-    poisson   warm  bayesmlm                  3.1     2065    659.2   26.9x
-    poisson   warm  bambi                    12.6      309     24.5
-    poisson   warm  bayesmlm-lkj              3.2     1621    501.6
-    bernoulli cold  bayesmlm (4 chains)      34.4     1341     38.9
-    bernoulli warm  bayesmlm (4 chains)      23.3     1341     57.5
+    poisson   cold  bayesmlm                  9.0     2065    228.3    9.3x
+    poisson   cold  bambi                    12.6      309     24.5
+    poisson   cold  bayesmlm-lkj              9.3     1621    174.3
+    poisson   warm  bayesmlm                  3.1     2065    669.5   27.0x
+    poisson   warm  bambi                    12.4      309     24.8
+    poisson   warm  bayesmlm-lkj              3.1     1621    528.7
+    bernoulli cold  bayesmlm (4 chains)      29.9     1341     44.8
+    bernoulli warm  bayesmlm (4 chains)      22.9     1341     58.7
 
 The Poisson factors have 500 rows per level: ``bm.sample`` samples them centred
 (``bayes/centring.py``) with nutpie's low-rank mass matrix, 14,000 gradient evaluations for
 min ESS 2,065, where the non-centred density needed 121,792 for 360 (and Bambi's, also
 non-centred, reaches 309). "Cold" runs start from empty Numba and PyTensor caches, so they
-include compiling the kernels this model needs: about 9 s here, split between two processes (a helper
+include compiling the kernels this model needs: about 6-7 s here, split between two processes (a helper
 compiles the log density while the glmer fit for the centring runs, ``bayes/precompile.py``);
 ``./dev`` pays it once at install (``bayesmlm warmup``). The gradient itself costs about 85 us
 on the Poisson model (5,000 rows, two factors with two varying columns each), about what
