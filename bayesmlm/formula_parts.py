@@ -170,18 +170,23 @@ class FormulaParts:
     def bare_variables(self) -> set[str]:
         """Data variables that every factor naming them is just the variable (``recipe``, not
         ``C(recipe + x)`` or ``np.log(x)``): formulaic reads those columns as they are."""
-        bare, other = set(), set()
+        return self._uses[1]
+
+    def looked_up(self) -> set[str]:
+        """Every name formulaic may look up in the data while building the matrices."""
+        return self._uses[0]
+
+    @functools.cached_property
+    def _uses(self) -> tuple[set[str], set[str]]:
+        """(:meth:`looked_up`, :meth:`bare_variables`), from one pass over the factors."""
+        looked, bare, other = set(), set(), set()
         parts = ([self.response] if self.response is not None else []) + list(self.sides.values())
         for parsed in parts:
             for factor in _factors(parsed):
-                names = _factor_names(factor)[0]
+                names, roots = _factor_names(factor)
+                looked |= names | roots
                 if names == {factor.expr}:
                     bare.add(factor.expr)
                 else:
                     other |= names
-        return bare - other
-
-    def looked_up(self) -> set[str]:
-        """Every name formulaic may look up in the data while building the matrices."""
-        parts = ([self.response] if self.response is not None else []) + list(self.sides.values())
-        return {name for parsed in parts for factor in _factors(parsed) for name in set().union(*_factor_names(factor))}
+        return looked, bare - other

@@ -79,11 +79,8 @@ def share_done(kind: str) -> None:
     """Tell the helper compiling ``kind`` that this process has compiled its share of the kernels (or
     will not): the helper then compiles the callback (:func:`await_share`). Closes its input."""
     helper = _helpers.get(kind)
-    if helper is not None and helper.stdin is not None and not helper.stdin.closed:
-        try:
-            helper.stdin.close()
-        except OSError:  # a helper that has gone: nothing to tell
-            pass
+    if helper is not None:
+        _close_input(helper)
 
 
 def await_share(timeout: float | None = None) -> bool:
@@ -193,7 +190,7 @@ def _close_input(helper: subprocess.Popen) -> None:
     if helper.stdin is not None and not helper.stdin.closed:
         try:
             helper.stdin.close()
-        except OSError:
+        except OSError:  # a helper that has gone: nothing to tell
             pass
 
 
