@@ -169,7 +169,15 @@ class FormulaParts:
 
     def bare_variables(self) -> set[str]:
         """Data variables that every factor naming them is just the variable (``recipe``, not
-        ``C(recipe + x)`` or ``np.log(x)``): formulaic reads those columns as they are."""
+        ``C(recipe + x)`` or ``np.log(x)``): formulaic reads those columns as they are.
+
+        Examples
+        --------
+        >>> from bayesmlm.formula import parse_formula
+        >>> parts = FormulaParts.parse(parse_formula("y ~ recipe * temp + np.log(x) + (1 | recipe:rep)"))
+        >>> sorted(parts.bare_variables()), sorted(parts.looked_up() - {"np"})
+        (['recipe', 'temp'], ['recipe', 'temp', 'x'])
+        """
         return self._uses[1]
 
     def looked_up(self) -> set[str]:
