@@ -182,6 +182,27 @@ def _log_mean(link: int, eta: float):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, error_model="numpy")
+def binomial_logit(k: float, n: float, eta: float):  # pragma: no cover - compiled
+    """``k`` successes in ``n`` trials under the logit link: ``(k eta - n log(1 + e^eta), its derivative
+    in eta)``, the binomial log-likelihood less its terms in ``k`` and ``n`` only.
+
+    Stable on both sides through ``t = e^-|eta|`` in (0, 1]. ``log(1 + t)``, not ``log1p(t)``: half the
+    cost per row, and its absolute error (what a sum of log-likelihoods sees) stays below 2.3e-16 however
+    small ``t`` is.
+
+    Examples
+    --------
+    >>> ll, d = binomial_logit(1.0, 1.0, 0.0)
+    >>> round(ll, 6), d
+    (-0.693147, 0.5)
+    """
+    t = math.exp(-abs(eta))
+    u = 1.0 + t
+    p = (1.0 if eta > 0.0 else t) / u
+    return k * eta - n * (max(eta, 0.0) + math.log(u)), k - n * p
+
+
+@numba.njit(cache=True, error_model="numpy")
 def loglik_grad(family: int, link: int, y: float, eta: float, n: float, a1: float, a2: float):  # pragma: no cover
     """Log-likelihood of one observation up to terms in ``y`` and ``n`` only, and its derivatives.
 
@@ -198,14 +219,8 @@ def loglik_grad(family: int, link: int, y: float, eta: float, n: float, a1: floa
     if family == 0:
         k = n * y
         if link == 0:
-            # log p = k eta - n log(1 + e^eta), stable on both sides
-            if eta > 0.0:
-                sp = eta + math.log1p(math.exp(-eta))
-                p = 1.0 / (1.0 + math.exp(-eta))
-            else:
-                sp = math.log1p(math.exp(eta))
-                p = math.exp(eta) / (1.0 + math.exp(eta))
-            return k * eta - n * sp, k - n * p, 0.0, 0.0
+            ll, d_eta = binomial_logit(k, n, eta)
+            return ll, d_eta, 0.0, 0.0
         mu = linkinv(link, eta)
         ll = 0.0
         if k > 0.0:

@@ -13,26 +13,31 @@ compiled in the run) or warm (the caches an earlier run left). Printed: wall sec
 (model building, compilation and sampling), minimum bulk ESS over all parameters, ESS/s,
 and bayesmlm's ESS/s over Bambi's.
 
-Measured here (2 cores, load average 1.1-1.6; Bambi 0.21, nutpie both)::
+Measured here (2 cores, load average 1.2-1.6; Bambi 0.21, nutpie both)::
 
     model     cache tool                   wall s  min ESS    ESS/s   ratio
-    poisson   cold  bayesmlm                  9.0     2065    228.3    9.3x
-    poisson   cold  bambi                    12.6      309     24.5
-    poisson   cold  bayesmlm-lkj              9.3     1621    174.3
-    poisson   warm  bayesmlm                  3.1     2065    669.5   27.0x
-    poisson   warm  bambi                    12.4      309     24.8
-    poisson   warm  bayesmlm-lkj              3.1     1621    528.7
-    bernoulli cold  bayesmlm (4 chains)      29.9     1341     44.8
-    bernoulli warm  bayesmlm (4 chains)      22.9     1341     58.7
+    poisson   cold  bayesmlm                 10.2     1756    171.7    7.4x
+    poisson   cold  bambi                    13.3      309     23.1
+    poisson   cold  bayesmlm-lkj             10.2     1833    179.9
+    poisson   warm  bayesmlm                  2.7     1756    658.2   26.9x
+    poisson   warm  bambi                    12.6      309     24.5
+    poisson   warm  bayesmlm-lkj              3.0     1833    609.8
+    bernoulli cold  bayesmlm (4 chains)      14.5     1067     73.5
+    bernoulli warm  bayesmlm (4 chains)       7.6     1067    141.3
+
+Cold Poisson runs vary 9.5-10.2 s on this VM. The bernoulli model took 22.9 s warm and 29.9 s cold with
+nutpie's default regularisation of the low-rank mass matrix, whose updates then cost more than the
+sampling (``LOW_RANK_OPTIONS`` in ``bayes/sample.py``).
 
 The Poisson factors have 500 rows per level: ``bm.sample`` samples them centred
-(``bayes/centring.py``) with nutpie's low-rank mass matrix, 14,000 gradient evaluations for
-min ESS 2,065, where the non-centred density needed 121,792 for 360 (and Bambi's, also
+(``bayes/centring.py``) with nutpie's low-rank mass matrix, about 14,000 gradient evaluations for
+min ESS 1,756-2,192 (three seeds), where the non-centred density needed 121,792 for 360 (and Bambi's, also
 non-centred, reaches 309). "Cold" runs start from empty Numba and PyTensor caches, so they
 include compiling the kernels this model needs: about 6-7 s here, split between two processes (a helper
 compiles the log density while the glmer fit for the centring runs, ``bayes/precompile.py``);
 ``./dev`` pays it once at install (``bayesmlm warmup``). The gradient itself costs about 85 us
-on the Poisson model (5,000 rows, two factors with two varying columns each), about what
+on the Poisson model (5,000 rows, two factors with two varying columns each; 120 us on the 6,500
+bernoulli rows), about what
 Bambi's compiled PyTensor gradient costs: the ratio comes from the parametrisation and the
 mass matrix, not from a faster gradient.
 

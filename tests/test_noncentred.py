@@ -410,3 +410,21 @@ def test_a_defect_in_the_kernels_is_raised_with_its_own_error() -> None:
     assert call_logp(broken.callbacks()[0], broken.start, broken.blob)[0] == ERROR_DEFECT
     with pytest.raises(ValueError, match="negative dimensions"):
         broken.logp_and_grad(broken.start)
+
+
+def test_logit_binomial_row_is_exact_in_the_tails() -> None:
+    """The logit-binomial row kernel (``log(1 + t)``, not ``log1p``) against SciPy's ``log_expit`` on both
+    tails, where ``t = e^-|eta|`` is far below machine epsilon: absolute error below 1e-12, and the
+    derivative ``k - n expit(eta)`` to 1e-14 (eta up to +-700, where e^eta alone would overflow)."""
+    from scipy import special
+
+    from bayesmlm.family_kernels import binomial_logit, loglik_grad
+
+    for eta in (-700.0, -40.0, -5.0, -1e-9, 0.0, 1e-9, 3.0, 37.0, 700.0):
+        for k, n in ((0.0, 1.0), (1.0, 1.0), (3.0, 7.0)):
+            want = k * special.log_expit(eta) + (n - k) * special.log_expit(-eta)
+            ll, d = binomial_logit(k, n, eta)
+            assert abs(ll - want) < 1e-12 * max(1.0, abs(want)), (eta, k, n, ll, want)
+            assert abs(d - (k - n * special.expit(eta))) < 1e-14 * max(1.0, n), (eta, k, n, d)
+            # loglik_grad's binomial-logit branch (proportion k / n of n trials) is the same kernel
+            assert loglik_grad(0, 0, k / n, eta, n, 0.0, 0.0)[:2] == (ll, d)

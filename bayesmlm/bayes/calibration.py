@@ -39,7 +39,7 @@ from .compile import compile_for_nutpie
 from .draws import locate
 from .native import NativeCollapsed, one_blas_thread
 from .prior_predictive import draw_parameters, simulate_response
-from .sample import collapsed_model, quiet_blas_warning
+from .sample import LOW_RANK_OPTIONS, collapsed_model, quiet_blas_warning
 
 __all__ = ["simulate_from_prior", "sbc", "rank_uniformity"]
 
@@ -109,7 +109,7 @@ def sbc(
                 chains=chains,
                 seed=int(rng.integers(2**31)),
                 progress_bar=False,
-                adaptation="low_rank",
+                **LOW_RANK_OPTIONS,
             )
         posterior = run["posterior"].to_dataset()
         posterior = posterior.merge(draw_effects(posterior, design, dataclasses.replace(plan, stats=stats), priors, seed=rep))
