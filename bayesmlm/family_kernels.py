@@ -21,7 +21,8 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["linkinv", "mu_eta", "variance", "dev_resid", "valid_mu", "logpdf", "logpdf_sum", "digamma", "loglik_grad"]
+__all__ = ["linkinv", "mu_eta", "variance", "dev_resid", "valid_mu", "logpdf", "logpdf_sum", "digamma", "loglik_grad",
+           "binomial_logit"]
 
 _EPS = float(np.finfo(float).eps)
 _PROBIT = 8.125890664701906  # -qnorm(.Machine$double.eps)

@@ -83,6 +83,16 @@ def test_family_fit_accessors_and_predictions(cbpp_post, cbpp) -> None:
     beta, r = cbpp_post.draws("Intercept")[0], cbpp_post.draws("r[herd][1,Intercept]")[0]
     p = 1 / (1 + np.exp(-(beta + r)))
     assert float(loglik[0, 0, 0]) == pytest.approx(stats.binom.logpmf(2, 14, p), rel=1e-10)
+    # draws on both sides of the chunks' boundaries (200 draws each, filled on threads), every row
+    n_draws = loglik.shape[1]
+    for chain, draw in ((0, 199), (0, 200), (1, 0), (3, n_draws - 1)):
+        flat = chain * n_draws + draw
+        eta = cbpp_post.draws("Intercept")[flat] + np.array([
+            cbpp_post.draws(f"r[herd][{h},Intercept]")[flat]
+            + (cbpp_post.draws(f"period{t}")[flat] if t != "1" else 0.0)
+            for h, t in zip(cbpp["herd"], cbpp["period"])])
+        want = stats.binom.logpmf(cbpp["incidence"], cbpp["size"], 1 / (1 + np.exp(-eta)))
+        np.testing.assert_allclose(loglik[chain, draw].values, want, rtol=1e-10)
 
 
 @pytest.fixture(scope="module")

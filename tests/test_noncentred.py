@@ -414,17 +414,68 @@ def test_a_defect_in_the_kernels_is_raised_with_its_own_error() -> None:
 
 def test_logit_binomial_row_is_exact_in_the_tails() -> None:
     """The logit-binomial row kernel (``log(1 + t)``, not ``log1p``) against SciPy's ``log_expit`` on both
-    tails, where ``t = e^-|eta|`` is far below machine epsilon: absolute error below 1e-12, and the
-    derivative ``k - n expit(eta)`` to 1e-14 (eta up to +-700, where e^eta alone would overflow)."""
+    tails, where ``t = e^-|eta|`` is far below machine epsilon: error below 1e-12 (relative to the value
+    where it exceeds 1), and the derivative ``k - n expit(eta)`` to 1e-14, out to eta = +-800, where
+    ``e^|eta|`` would overflow."""
     from scipy import special
 
-    from bayesmlm.family_kernels import binomial_logit, loglik_grad
+    from bayesmlm.family_kernels import binomial_logit
 
-    for eta in (-700.0, -40.0, -5.0, -1e-9, 0.0, 1e-9, 3.0, 37.0, 700.0):
+    for eta in (-800.0, -40.0, -5.0, -1e-9, 0.0, 1e-9, 3.0, 37.0, 800.0):
         for k, n in ((0.0, 1.0), (1.0, 1.0), (3.0, 7.0)):
             want = k * special.log_expit(eta) + (n - k) * special.log_expit(-eta)
             ll, d = binomial_logit(k, n, eta)
             assert abs(ll - want) < 1e-12 * max(1.0, abs(want)), (eta, k, n, ll, want)
             assert abs(d - (k - n * special.expit(eta))) < 1e-14 * max(1.0, n), (eta, k, n, d)
-            # loglik_grad's binomial-logit branch (proportion k / n of n trials) is the same kernel
-            assert loglik_grad(0, 0, k / n, eta, n, 0.0, 0.0)[:2] == (ll, d)
+
+
+@pytest.mark.parametrize("link", ["logit", "probit"])
+def test_binomial_rows_match_numpy_with_weights(data, link: str) -> None:
+    """The rows' log-likelihood and its gradients in beta and the group effects (the logit pair through its
+    own row kernel, probit through the generic one) against NumPy and SciPy written independently, with
+    non-unit row weights written into the packed data; the logit's linear predictors reach +-40."""
+    from scipy import special
+
+    from bayesmlm.bayes import noncentred_kernels as K
+
+    design = family_design("succ ~ x1 + (x1 | g) + (1 | h)", data, "binomial", trials="size", link=link)
+    model = NativeNonCentred.from_design(design, varied_priors(design))
+    n, p = design.n, design.p
+    blob = model.blob.copy()
+    o_y = int(blob[13])
+    rng = np.random.default_rng(3)
+    w = rng.uniform(0.3, 2.0, n)
+    blob[o_y + 2 * n:o_y + 3 * n] = w
+    beta = np.array([0.4, 15.0 if link == "logit" else 1.0])  # x1 spans about +-3
+    n_z = sum(b.n_effects for b in design.blocks)
+    r = rng.normal(0.0, 0.5, n_z)
+    grad, gr = np.zeros(model.n_dim), np.zeros(n_z)
+    head = K._head(blob)
+    family, fam_link = head[6], head[7]
+    ll = K._family_rows(blob, n, p, len(design.blocks), family, fam_link, beta, r, np.zeros(2), 0, grad, p, gr)
+
+    eta = design.X @ beta + design.glm.offset
+    start = 0
+    for block in design.blocks:
+        effects = r[start:start + block.n_effects].reshape(block.n_levels, block.n_cols)
+        eta = eta + np.sum(effects[block.codes] * block.values, axis=1)
+        start += block.n_effects
+    trials = design.glm.trials
+    k = design.glm.y * trials
+    if link == "logit":
+        rows = k * special.log_expit(eta) + (trials - k) * special.log_expit(-eta)
+        d_eta = k - trials * special.expit(eta)
+    else:
+        rows = k * special.log_ndtr(eta) + (trials - k) * special.log_ndtr(-eta)
+        dens = np.exp(-0.5 * eta * eta) / np.sqrt(2 * np.pi)
+        d_eta = dens * (k / special.ndtr(eta) - (trials - k) / special.ndtr(-eta))
+    assert np.abs(eta).max() > (30.0 if link == "logit" else 2.0)
+    assert ll == pytest.approx(np.sum(w * rows), rel=1e-12)
+    np.testing.assert_allclose(grad[:p], design.X.T @ (w * d_eta), rtol=1e-10)
+    want = np.zeros(n_z)
+    start = 0
+    for block in design.blocks:
+        part = want[start:start + block.n_effects].reshape(block.n_levels, block.n_cols)
+        np.add.at(part, block.codes, (w * d_eta)[:, None] * block.values)
+        start += block.n_effects
+    np.testing.assert_allclose(gr, want, rtol=1e-10, atol=1e-12)

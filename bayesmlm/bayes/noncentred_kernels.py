@@ -591,7 +591,7 @@ def _family_rows(blob, n, p, n_blocks, family, link, beta, r, aux, n_aux, grad, 
     g0 = 0.0
     g1 = 0.0
     a0, a1 = aux[0], aux[1]
-    logit_binomial = family == 0 and link == 0  # a loop of its own: no per-row dispatch on the family
+    logit_binomial = family == 0 and link == 0  # straight to its row kernel, past loglik_grad's family switch
     for row in range(n):
         w = wts[row]
         if logit_binomial:

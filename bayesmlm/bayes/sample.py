@@ -14,6 +14,8 @@ import numbers
 import os
 import warnings
 from pathlib import Path
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Literal
 
 import numpy as np
@@ -112,20 +114,27 @@ def _refuse_without_rows(method: str, size: int) -> None:
 
 
 SAMPLERS = ("nutpie", "pymc", "numpyro")
-LOW_RANK_OPTIONS: dict = {"adaptation": "low_rank", "mass_matrix_gamma": 1e-3}
-"""nutpie's low-rank mass matrix, which mixes the intercept of crossed designs far better than a diagonal one.
+LOW_RANK_OPTIONS: Mapping[str, object] = MappingProxyType({"adaptation": "low_rank", "mass_matrix_gamma": 1e-3})
+"""nutpie's low-rank mass matrix, which mixes the intercept of crossed designs far better than a diagonal one
+(read-only: every sampler path that uses it shares it).
 
-``mass_matrix_gamma`` regularises the draws' and gradients' covariances (``cov / gamma + I``) before the
-eigendecompositions of each mass-matrix update. nutpie's default, 1e-5, leaves those matrices spanning
-about five orders of magnitude, and on models with 100-150 parameters the updates then cost more than the
+``mass_matrix_gamma`` regularises the covariances of the window's draws and gradients (``cov / gamma + I``)
+before the eigendecompositions of each mass-matrix update. In nutpie's scaled coordinates ``cov`` sums over
+the window's draws, so its eigenvalues are of the order of the number of draws, except in the directions
+the draws do not span, where they are 0. With nutpie's default gamma, 1e-5, the regularised matrices span
+about seven orders of magnitude, and on models with 100-150 parameters the updates then cost more than the
 sampling: ``benchmarks/families_vs_bambi.py``'s bernoulli model (135 parameters) tunes one chain in 6.7 s
-with it against 1.9 s with 1e-3, the crossed-slopes brms case (``method="full"``, 4 chains) takes 11.3 s
-against 3.1 s. The mass matrix itself barely moves (the geometric mean of the two covariances does not
-depend on their scale; the ``+ I`` only touches directions with variance near ``gamma``): the bernoulli
-model's final eigenvalues agree within 3%, and min bulk ESS over 2-3 seeds is unchanged (crossed slopes
-2,943-3,458 against 3,090-3,122; bernoulli 1,067-1,461 against 1,252-1,366; Poisson crossed slopes
-1,756-2,192 against 1,885-2,065). 1e-2 begins to cost ESS (crossed slopes 2,857-2,875)."""
-NUTS_OPTIONS: dict[str, dict] = {"nutpie": LOW_RANK_OPTIONS}
+with it against 1.9 s with 1e-3, and the crossed-slopes brms case (``method="full"``, 4 chains) takes 11.3 s
+against 3.1 s. The mass matrix does not move: the geometric mean of the two covariances does not depend on
+their common scale, and ``+ I`` matters only where ``cov`` is of the order of ``gamma``, outside the span
+of the draws, where the eigenvalue is 1 either way. Measured: the bernoulli model's final eigenvalues agree
+within 7%, and min bulk ESS over 2-3 seeds is unchanged (crossed slopes 2,943-3,458 against 3,090-3,122;
+bernoulli 1,067-1,461 against 1,252-1,366; Poisson crossed slopes 1,756-2,192 against 1,885-2,065); 1e-2
+begins to cost ESS (crossed slopes 2,857-2,875). The same holds on the PyMC model's path, which only changes
+the log density. This needs nutpie >= 0.16.11 (nuts-rs 0.18), whose scaling sums over the draws: earlier
+releases divided by their number, and there 1e-3 would shrink real eigenvalues toward 1. Hence the floor in
+``pyproject.toml`` and ``tests/test_native.py::test_low_rank_options_learn_a_known_ridge``."""
+NUTS_OPTIONS: Mapping[str, Mapping[str, object]] = MappingProxyType({"nutpie": LOW_RANK_OPTIONS})
 """Per-sampler options: nutpie's low-rank mass matrix (:data:`LOW_RANK_OPTIONS`)."""
 Sampler = Literal["nutpie", "pymc", "numpyro"]
 
@@ -248,16 +257,17 @@ def collapsed_model(design, priors: PriorSpec, sampler: str = "nutpie") -> tuple
     return model, plan, f"PyTensor density ({why_not})"
 
 
-NONCENTRED_NUTS_OPTIONS: dict = {}
+NONCENTRED_NUTS_OPTIONS: Mapping[str, object] = MappingProxyType({})
 """nutpie's options for the compiled density with a non-centred factor: its default diagonal mass matrix.
 The low-rank one diverged there on a crossed Poisson model (15 divergences, min ESS 264 of 2,000 draws,
 against none and 360 with the diagonal one)."""
 
-CENTRED_NUTS_OPTIONS: dict = LOW_RANK_OPTIONS
+CENTRED_NUTS_OPTIONS: Mapping[str, object] = LOW_RANK_OPTIONS
 """nutpie's options when every factor is centred: the low-rank mass matrix, which learns the few directions
 that the effects and the intercept share (their sum is known far better than each; a diagonal mass matrix
-must crawl along it). Crossed Poisson model of ``benchmarks/families_vs_bambi.py``: min ESS 2,065 in 14,000
-gradient evaluations, against 131 in 53,544 with the diagonal one (and 360 in 121,792 non-centred)."""
+must crawl along it). Crossed Poisson model of ``benchmarks/families_vs_bambi.py``, measured with nutpie's
+default gamma: min ESS 2,065 in 14,000 gradient evaluations, against 131 in 53,544 with the diagonal one
+(and 360 in 121,792 non-centred)."""
 
 
 LOW_RANK_UP_TO = 1000
@@ -272,7 +282,7 @@ with an earlier, slower gradient); InstEval, 4,134 parameters (low-rank forced):
 draws and the same 73,000 gradient evaluations (the low-rank directions buy nothing there)."""
 
 
-def full_nuts_options(model: NativeNonCentred) -> dict:
+def full_nuts_options(model: NativeNonCentred) -> Mapping[str, object]:
     """nutpie's options for the compiled full density: low-rank when every factor is centred and the
     model is small enough (:data:`LOW_RANK_UP_TO`), else the diagonal mass matrix."""
     sampled = [c for c, i in zip(model.centred, model.integrated) if not i]
@@ -282,7 +292,7 @@ def full_nuts_options(model: NativeNonCentred) -> dict:
 
 
 def _nutpie_sample(compiled, *, draws, tune, chains, cores, seed, progressbar, target_accept,
-                   options: dict | None = None) -> xr.DataTree:
+                   options: Mapping[str, object] | None = None) -> xr.DataTree:
     import nutpie
 
     options = NUTS_OPTIONS["nutpie"] if options is None else options
