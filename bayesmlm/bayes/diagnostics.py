@@ -108,8 +108,8 @@ def _summary_table(idata, var_names: list[str], vectorised_from: int = VECTORISE
     (:mod:`arviz_stats.numba.diagnostics`, whole arrays through xarray-einstats) takes a fraction of
     that. That backend fails on scalars constant over all draws (a correlation matrix's diagonal, or a
     stuck parameter), so those few go through the default backend. Models with fewer than
-    ``vectorised_from`` such scalars use the default backend throughout. Tail ESS is ArviZ's (see
-    :func:`_tail_ess`).
+    ``vectorised_from`` such scalars use the default backend throughout. Bulk ESS, R-hat (see
+    :func:`_rank_normalised`) and tail ESS (see :func:`_tail_ess`) are ArviZ's.
     """
     from arviz_base import dataset_to_dataarray, extract
 
@@ -152,7 +152,8 @@ def _diagnostics_of(draws, rows: np.ndarray, vectorised: bool) -> dict[str, np.n
     if vectorised:
         from arviz_stats.numba import diagnostics as backend  # its import compiles Numba gufuncs
 
-        bulk, tail, r_hat = backend.ess(part, method="bulk"), _tail_ess(part, backend), backend.rhat(part)
+        bulk, r_hat = _rank_normalised(part, backend)
+        tail = _tail_ess(part, backend)
     else:
         bulk, tail, r_hat = ess(part, method="bulk"), ess(part, method="tail"), rhat(part)
     out = {}
@@ -163,6 +164,40 @@ def _diagnostics_of(draws, rows: np.ndarray, vectorised: bool) -> dict[str, np.n
     return out
 
 
+def _z_scale(draws: xr.DataArray) -> xr.DataArray:
+    """Rank-normalised draws, as ArviZ's ``_z_scale``: average ranks over all chains and draws together,
+    Blom's offsets ``(rank - 3/8) / (S + 1/4)``, then the normal quantile. Through ``scipy.special.ndtri``
+    rather than ``scipy.stats.norm.ppf``, whose argument checks cost 13 times as much (2.2 s against 0.16 s
+    for the 16 million draws of a Bayesian InstEval), with the same values."""
+    from scipy import special, stats
+
+    chains, n_draws, labels = draws.shape
+    flat = draws.to_numpy().reshape(chains * n_draws, labels)
+    ranks = stats.rankdata(flat, method="average", axis=0)
+    z = special.ndtri((ranks - 0.375) / (chains * n_draws + 0.25))
+    return draws.copy(data=z.reshape(chains, n_draws, labels))
+
+
+def _split_chains(draws: xr.DataArray) -> xr.DataArray:
+    """Each chain's two halves as chains of their own (an even number of draws)."""
+    chains, n_draws, labels = draws.shape
+    halves = draws.to_numpy().reshape(chains * 2, n_draws // 2, labels)
+    return xr.DataArray(halves, dims=draws.dims, coords={"label": draws["label"]})
+
+
+def _rank_normalised(draws: xr.DataArray, vectorised) -> tuple:
+    """ArviZ's bulk ESS and rank-normalised R-hat (Vehtari et al. 2021) through its vectorised backend,
+    rank-normalising with :func:`_z_scale`. Ranks over all draws do not depend on how chains are split, so
+    the bulk ESS is the split-chain ESS of the normalised draws (``method="mean"``) and the R-hat the larger
+    of the split-chain R-hats of the normalised draws and of the normalised distances from the median."""
+    z = _z_scale(draws)
+    bulk = vectorised.ess(z, method="mean")
+    folded = _z_scale(abs(draws - draws.median(("chain", "draw"))))
+    centre = vectorised.rhat(_split_chains(z), method="identity")
+    tails = vectorised.rhat(_split_chains(folded), method="identity")
+    return bulk, xr.where(centre > tails, centre, tails)
+
+
 def _tail_ess(draws, vectorised):
     """ArviZ's tail ESS: min over the quantiles ``(1 - ci_prob) / 2`` and ``(1 + ci_prob) / 2`` (ArviZ's
     ``stats.ci_prob`` setting; linear interpolation over every draw) of the split-chain ESS of the
@@ -171,7 +206,7 @@ def _tail_ess(draws, vectorised):
 
     prob = float(rcParams["stats.ci_prob"])
     probs = sorted((prob, 1.0 - prob))
-    quantiles = draws.quantile(probs, dim=("chain", "draw"), method="linear")
+    quantiles = draws.quantile(probs, dim=("chain", "draw"), method="linear", skipna=False)  # finite here
     low, high = (vectorised.ess((draws <= quantiles.sel(quantile=q, drop=True)).astype(float), method="mean")
                  for q in probs)
     return np.minimum(low, high)
