@@ -3,7 +3,7 @@
 The table computes ESS and R-hat with ArviZ's vectorised backend where it applies (for models with
 many scalars; forced here with ``vectorised_from=1``) and its default backend elsewhere; every column must equal ``az.summary``'s on inputs that reach both paths:
 AR(1) chains, a variable with several dimensions, a correlation matrix (constant diagonal), a
-constant parameter, a non-finite draw, draws with many ties (rounded), an odd number of draws, one chain,
+constant parameter, a non-finite draw, draws with many ties (rounded), a 50/50 binary parameter (its folded draws all equal), an odd number of draws, one chain,
 four chains.
 """
 
@@ -40,7 +40,8 @@ def test_table_equals_arviz_summary(chains, draws, vectorised_from) -> None:
     broken[0, 5] = np.nan
     post = {"beta": _ar(rng, (chains, draws, 3), 0.7) + 2.0, "sigma": np.exp(_ar(rng, (chains, draws), 0.3)),
             "cor[g]": cor, "tau": np.full((chains, draws), 0.5), "broken": broken,
-            "r": _ar(rng, (chains, draws, 40), 0.95), "coarse": np.round(_ar(rng, (chains, draws, 2), 0.5), 1)}
+            "r": _ar(rng, (chains, draws, 40), 0.95), "coarse": np.round(_ar(rng, (chains, draws, 2), 0.5), 1),
+            "binary": np.broadcast_to(np.arange(draws) % 2, (chains, draws)).astype(float)}
     idata = az.from_dict({"posterior": post}, dims={"cor[g]": ["a", "b"], "beta": ["fixed"]},
                          coords={"a": ["Intercept", "x"], "b": ["Intercept", "x"], "fixed": ["Intercept", "x1", "x2"]})
     names = list(post)

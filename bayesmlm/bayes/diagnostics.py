@@ -190,12 +190,15 @@ def _rank_normalised(draws: xr.DataArray, vectorised) -> tuple:
     rank-normalising with :func:`_z_scale`. Ranks over all draws do not depend on how chains are split, so
     the bulk ESS is the split-chain ESS of the normalised draws (``method="mean"``) and the R-hat the larger
     of the split-chain R-hats of the normalised draws and of the normalised distances from the median."""
+    draws = draws.transpose("chain", "draw", "label")
     z = _z_scale(draws)
     bulk = vectorised.ess(z, method="mean")
     folded = _z_scale(abs(draws - draws.median(("chain", "draw"))))
     centre = vectorised.rhat(_split_chains(z), method="identity")
     tails = vectorised.rhat(_split_chains(folded), method="identity")
-    return bulk, xr.where(centre > tails, centre, tails)
+    # max(centre, tails) as ArviZ's default backend takes it: the centre's where the folded draws are all
+    # equal (a 50/50 binary parameter) and their R-hat is NaN
+    return bulk, xr.where(tails > centre, tails, centre)
 
 
 def _tail_ess(draws, vectorised):
@@ -207,9 +210,23 @@ def _tail_ess(draws, vectorised):
     prob = float(rcParams["stats.ci_prob"])
     probs = sorted((prob, 1.0 - prob))
     quantiles = draws.quantile(probs, dim=("chain", "draw"), method="linear", skipna=False)  # finite here
-    low, high = (vectorised.ess((draws <= quantiles.sel(quantile=q, drop=True)).astype(float), method="mean")
+    low, high = (_split_ess((draws <= quantiles.sel(quantile=q, drop=True)).astype(float), vectorised)
                  for q in probs)
     return np.minimum(low, high)
+
+
+def _split_ess(draws, vectorised) -> xr.DataArray:
+    """Split-chain ESS of each label of ``draws`` (chain, draw, label), ArviZ's ``method="mean"``: the
+    vectorised backend on the labels that vary, and ArviZ's value for a constant, every draw counted, on
+    the rest (an indicator can be constant where the draws are not: a 50/50 binary parameter below its
+    95% quantile). The backend fails on a mixture of the two."""
+    varies = (draws.max(("chain", "draw")) > draws.min(("chain", "draw"))).to_numpy()
+    out = np.full(varies.shape, float(draws.sizes["chain"] * draws.sizes["draw"]))
+    if varies.any():
+        part = draws.isel(label=np.flatnonzero(varies))
+        values = vectorised.ess(part, method="mean")
+        out[varies] = np.asarray(values.transpose("label"), dtype=float)
+    return xr.DataArray(out, dims=("label",), coords={"label": draws["label"]})
 
 
 def _undefined_messages(undefined: list[str], constant: list[str]) -> list[str]:
