@@ -3,9 +3,8 @@
 Uses NLopt's BOBYQA, the bound-constrained derivative-free method behind
 lme4's default ``nloptwrap`` optimiser, for the profiled deviance with
 ``nloptwrap``'s settings (so that, from the same start, it takes lme4's path and
-ends at lme4's optimum, also where the deviance has several local optima), and
-Brent's bounded method from SciPy
-when theta has one entry, where BOBYQA is undefined. After it stops, the
+ends at lme4's optimum, also where the deviance has several local optima), one
+entry of theta or many. After it stops, the
 gradient is checked by finite differences, scaled by the Hessian as lme4's
 ``checkConv`` does, so that a stop short of the optimum is reported; the
 Hessian's ``d(d-1)`` evaluations are spent only when the gradient alone does
@@ -26,7 +25,6 @@ from typing import Callable
 
 import nlopt
 import numpy as np
-from scipy.optimize import minimize_scalar
 
 __all__ = ["OptimizerResult", "optimize_theta", "check_gradient", "BOBYQA_SETTINGS", "LME4_BOBYQA_SETTINGS"]
 
@@ -227,21 +225,6 @@ def _snap_to_bounds(fun: Callable, theta: np.ndarray, lower: np.ndarray, tol: fl
     return theta
 
 
-def _brent(objective: Callable, theta0: np.ndarray, lower: np.ndarray, max_evaluations: int):
-    """One-parameter minimisation on [lower, upper], upper found by doubling."""
-    lo = float(lower[0]) if np.isfinite(lower[0]) else -1.0
-    upper = max(2.0 * abs(float(theta0[0])), 1.0)
-    while objective(np.array([upper])) < objective(np.array([upper / 2.0])) and upper < 1e8:
-        upper *= 2.0
-    res = minimize_scalar(
-        lambda t: objective(np.array([t])),
-        bounds=(lo, upper),
-        method="bounded",
-        options={"xatol": 1e-10, "maxiter": max_evaluations},
-    )
-    return np.array([res.x]), bool(res.success)
-
-
 def _remembered(fun: Callable) -> Callable:
     """``fun`` that answers repeated points (the optimum, checked several times) from memory."""
     memory: dict[bytes, float] = {}
@@ -342,13 +325,9 @@ def optimize_theta(
     objective = BestSeen(fun, theta0)
 
     messages = []
-    if d == 1:
-        _, converged = _brent(objective, theta0, lower, max_evaluations)
-        status = nlopt.SUCCESS if converged else nlopt.MAXEVAL_REACHED
-    else:
-        status = run_bobyqa(objective, theta0, lower, xtol_abs=np.full(d, settings["xtol_abs"]),
-                            ftol_abs=settings["ftol_abs"], ftol_rel=settings["ftol_rel"], initial_step=initial_step,
-                            max_evaluations=max_evaluations)
+    status = run_bobyqa(objective, theta0, lower, xtol_abs=np.full(d, settings["xtol_abs"]),
+                        ftol_abs=settings["ftol_abs"], ftol_rel=settings["ftol_rel"], initial_step=initial_step,
+                        max_evaluations=max_evaluations)
     theta = _snap_to_bounds(fun, objective.x, lower)
     value = fun(theta)
     converged = status in _NLOPT_SUCCESS
