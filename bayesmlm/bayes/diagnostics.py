@@ -16,7 +16,6 @@ True
 
 from __future__ import annotations
 
-import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ import pandas as pd
 import xarray as xr
 
 from ..errors import SamplingWarning
+from .precompile import usable_cores
 
 __all__ = ["Diagnostics", "diagnose", "RHAT_MAX", "ESS_PER_CHAIN_MIN", "RHAT_MIN_DRAWS"]
 
@@ -128,7 +128,7 @@ def _summary_table(idata, var_names: list[str], vectorised_from: int = VECTORISE
     varying = np.flatnonzero(vectorisable)  # what the vectorised backend needs (ArviZ's rules below it: NaN)
     constant = np.flatnonzero(~vectorisable)
     # numpy's sorts and FFTs release the GIL: large models' scalars in chunks on every core
-    chunks = [(rows, True) for rows in np.array_split(varying, min(os.cpu_count() or 1, 1 + varying.size // 500))]
+    chunks = [(rows, True) for rows in np.array_split(varying, min(usable_cores(), 1 + varying.size // 500))]
     chunks += [(constant, False)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # R-hat of a constant: 0 / 0, handled by the caller

@@ -13,8 +13,8 @@ import importlib.util
 import numbers
 import os
 import warnings
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
 
@@ -262,14 +262,6 @@ NONCENTRED_NUTS_OPTIONS: Mapping[str, object] = MappingProxyType({})
 The low-rank one diverged there on a crossed Poisson model (15 divergences, min ESS 264 of 2,000 draws,
 against none and 360 with the diagonal one)."""
 
-CENTRED_NUTS_OPTIONS: Mapping[str, object] = LOW_RANK_OPTIONS
-"""nutpie's options when every factor is centred: the low-rank mass matrix, which learns the few directions
-that the effects and the intercept share (their sum is known far better than each; a diagonal mass matrix
-must crawl along it). Crossed Poisson model of ``benchmarks/families_vs_bambi.py``, measured with nutpie's
-default gamma: min ESS 2,065 in 14,000 gradient evaluations, against 131 in 53,544 with the diagonal one
-(and 360 in 121,792 non-centred)."""
-
-
 LOW_RANK_UP_TO = 1000
 """Most parameters for nutpie's low-rank mass matrix, whose cost per step grows steeply with the dimension.
 With centred factors the direction that moves all of a factor's effects together is as wide as the
@@ -277,17 +269,24 @@ effects' SD while each effect is pinned to its standard error: a ridge the low-r
 a diagonal one crawls along (crossed slopes, 153 parameters: min ESS 96, R-hat 1.07 with the diagonal one,
 the brms comparison passes with the low-rank one). Measured (``benchmarks/families_vs_bambi.py``,
 ``benchmarks/bayes_insteval.py``): crossed Poisson, 48 parameters: 2.7 s, min ESS 1,756 (diagonal: 131 ESS);
-bernoulli, 135 parameters, 4 chains: 7.6 s, ESS 1,067 (diagonal: 10.8 s, ESS 690,
-with an earlier, slower gradient); InstEval, 4,134 parameters (low-rank forced): 73.5 s against 54.8 s with the diagonal one for the same
-draws and the same 73,000 gradient evaluations (the low-rank directions buy nothing there)."""
+bernoulli, 135 parameters, 4 chains: 7.6 s, ESS 1,067 (diagonal: 10.8 s, ESS 690, with an earlier, slower
+gradient); InstEval, 4,134 parameters (low-rank forced): 73.5 s against 54.8 s with the diagonal one for the
+same draws and the same 73,000 gradient evaluations (the low-rank directions buy nothing there)."""
 
 
 def full_nuts_options(model: NativeNonCentred) -> Mapping[str, object]:
-    """nutpie's options for the compiled full density: low-rank when every factor is centred and the
-    model is small enough (:data:`LOW_RANK_UP_TO`), else the diagonal mass matrix."""
+    """nutpie's options for the compiled full density: the low-rank mass matrix (:data:`LOW_RANK_OPTIONS`)
+    when every sampled factor is centred and the model is small enough (:data:`LOW_RANK_UP_TO`), else the
+    diagonal one.
+
+    Centred, the effects and the intercept share a few directions (their sum is known far better than
+    each), which the low-rank mass matrix learns and a diagonal one must crawl along. Crossed Poisson model
+    of ``benchmarks/families_vs_bambi.py``, measured with nutpie's default gamma: min ESS 2,065 in 14,000
+    gradient evaluations, against 131 in 53,544 with the diagonal one (and 360 in 121,792 non-centred).
+    """
     sampled = [c for c, i in zip(model.centred, model.integrated) if not i]
     if sampled and all(sampled) and model.n_dim <= LOW_RANK_UP_TO:
-        return CENTRED_NUTS_OPTIONS
+        return LOW_RANK_OPTIONS
     return NONCENTRED_NUTS_OPTIONS
 
 
@@ -514,7 +513,7 @@ def _full_model(design, spec, sampler: str, fit=None):
         together = [b.factor for b, i in zip(design.blocks, model.integrated) if i]
         parts.append("fixed effects" + (f" and the effects of {', '.join(together)}" if together else "")
                      + " integrated out and drawn from their gaussian conditional")
-    if full_nuts_options(model) is CENTRED_NUTS_OPTIONS:
+    if full_nuts_options(model) is LOW_RANK_OPTIONS:
         parts.append("low-rank mass matrix")
     return model, "; ".join(parts + ["compiled density (Numba, cached on disk)"])
 
