@@ -76,10 +76,18 @@ def _r_style_names(columns: list[str]) -> list[str]:
     return renamed if len(set(renamed)) == len(renamed) else list(columns)
 
 
-def _model_matrix(rhs: str, data: pd.DataFrame, what: str, parsed=None) -> formulaic.ModelMatrix:
-    """formulaic's matrix of ``rhs`` (given as ``parsed`` where already parsed), as a numpy array."""
+def _model_matrix(
+    rhs: str, data: pd.DataFrame, what: str, parsed=None, complete: bool = False
+) -> formulaic.ModelMatrix:
+    """formulaic's matrix of ``rhs`` (given as ``parsed`` where already parsed), as a numpy array.
+
+    ``complete``: ``rhs`` reads only data columns that hold no missing values (checked by the model
+    frame), so formulaic's scan of every evaluated factor for them is skipped (a tenth of a small
+    model's fit); otherwise a transform's missing result raises.
+    """
+    na_action = "ignore" if complete else "raise"
     try:
-        return formulaic.model_matrix(rhs if parsed is None else parsed, data, na_action="raise", output="numpy")
+        return formulaic.model_matrix(rhs if parsed is None else parsed, data, na_action=na_action, output="numpy")
     except Exception as exc:
         raise FormulaError(f"cannot build the {what} from {rhs!r}: {exc}") from exc
 
@@ -107,7 +115,8 @@ class FactorBlock:
     groups : tuple of tuple of int
         Column indices of each correlated sub-block (one per original term).
     specs : list
-        formulaic model specs of the terms, for new data.
+        formulaic model specs of the terms, or :class:`DeferredSpec` where a term's columns were taken
+        from the fixed part's; :meth:`term_specs` gives the specs themselves, for new data.
     """
 
     factor: str
@@ -137,6 +146,12 @@ class FactorBlock:
         """True when all columns form one correlated group."""
         return len(self.groups) == 1
 
+    def term_specs(self) -> list:
+        """formulaic model specs of the terms, deferred ones resolved (once)."""
+        if any(isinstance(spec, DeferredSpec) for spec in self.specs):
+            self.specs = [spec.resolve() if isinstance(spec, DeferredSpec) else spec for spec in self.specs]
+        return self.specs
+
     def diagonal_positions(self) -> np.ndarray:
         """Indices into ``free`` of the diagonal entries (bounded below by 0)."""
         return np.array([k for k, (i, j) in enumerate(self.free) if i == j], dtype=int)
@@ -149,9 +164,9 @@ class FactorBlock:
         return sp.csc_matrix((self.values.reshape(-1), (rows, cols)), shape=(n, self.n_effects))
 
 
-def _from_fixed(spec, X: np.ndarray, parsed) -> tuple[object, np.ndarray] | None:
+def _from_fixed(spec, X: np.ndarray, parsed) -> tuple[DeferredSpec, np.ndarray] | None:
     """A random term's formula built from the fixed part's matrix (``spec``, ``X``): its model spec
-    (:meth:`formulaic.ModelSpec.subset`) and columns, where formulaic would build the formula alike --
+    (deferred: :class:`DeferredSpec`) and columns, where formulaic would build the formula alike --
     its terms are among the fixed part's, their factors numeric (the intercept aside) and no stateful
     transform is involved -- else None. Saves formulaic a pass over the data for ``(1 | g)`` or
     ``(0 + x | g)`` beside a fixed ``x``.
@@ -162,7 +177,7 @@ def _from_fixed(spec, X: np.ndarray, parsed) -> tuple[object, np.ndarray] | None
     >>> df = bm.datasets.load("sleepstudy")
     >>> fixed = formulaic.model_matrix("Days", df, output="numpy")
     >>> spec, values = _from_fixed(fixed.model_spec, np.asarray(fixed), formulaic.Formula("0 + Days"))
-    >>> spec == formulaic.model_matrix("0 + Days", df, output="numpy").model_spec, values.shape
+    >>> spec.resolve() == formulaic.model_matrix("0 + Days", df, output="numpy").model_spec, values.shape
     (True, (180, 1))
     """
     if spec.transform_state:
@@ -179,9 +194,37 @@ def _from_fixed(spec, X: np.ndarray, parsed) -> tuple[object, np.ndarray] | None
             if spec.encoder_state.get(factor.expr, (None,))[0] is not Factor.Kind.NUMERICAL:
                 return None  # categorical: the encoding depends on the rest of the formula
             own.add(factor.expr)
-    sub = spec.subset(parsed)
-    sub = sub.update(encoder_state={k: v for k, v in sub.encoder_state.items() if k in own})
-    return sub, X[:, [i for term in terms for i in index[term]]]
+    columns = [i for term in terms for i in index[term]]
+    names = tuple(spec.column_names[i] for i in columns)
+    return DeferredSpec(spec, parsed, frozenset(own), names), X[:, columns]
+
+
+@dataclass(frozen=True)
+class DeferredSpec:
+    """A random term's formulaic model spec, cut from the fixed part's (:func:`_from_fixed`) when first
+    needed: only predictions on new data use it, and cutting it costs a fit of a small model a few
+    percent.
+
+    Attributes
+    ----------
+    fixed_spec : formulaic.ModelSpec
+    parsed : formulaic.Formula
+        The term's formula.
+    own : frozenset of str
+        The term's factors, whose encoder states the cut keeps.
+    column_names : tuple of str
+        The term's columns, as formulaic names them.
+    """
+
+    fixed_spec: object
+    parsed: object
+    own: frozenset
+    column_names: tuple[str, ...]
+
+    def resolve(self):
+        """The model spec itself (:meth:`formulaic.ModelSpec.subset` of the fixed part's)."""
+        sub = self.fixed_spec.subset(self.parsed)
+        return sub.update(encoder_state={k: v for k, v in sub.encoder_state.items() if k in self.own})
 
 
 def _merge_terms(
@@ -426,7 +469,7 @@ def build_design(
     """
     parsed = parse_formula(formula) if isinstance(formula, str) else formula
     parts = FormulaParts.parse(parsed)
-    frame = model_frame(parsed, data, na_action=na_action, check_levels=row_checks, parts=parts)
+    frame = model_frame(parsed, data, na_action=na_action, check_levels=row_checks)
     n = frame.n
     df = frame.evaluation_frame(parts.looked_up(), data, parts.bare_variables())
     response = parsed.response.strip()
@@ -434,7 +477,8 @@ def build_design(
         y = frame.columns[response].to_numpy(dtype=float)
     else:
         y = response_values(parsed, df, parts.response)
-    fixed_mm = _model_matrix(parsed.fixed, df, "fixed-effects matrix", parts.sides[parsed.fixed])
+    fixed_mm = _model_matrix(parsed.fixed, df, "fixed-effects matrix", parts.sides[parsed.fixed],
+                             complete=parts.reads_columns_only(parsed.fixed))
     fixed_spec = fixed_mm.model_spec
     # a copy (terms may share this matrix), column-major as pandas' blocks are: X'X's rounding depends on it
     X = np.array(fixed_mm, dtype=float, order="F").reshape(n, -1)
@@ -446,7 +490,7 @@ def build_design(
         if key not in matrices:
             built = _from_fixed(fixed_spec, X, parts.sides[rhs])
             if built is None:
-                mm = _model_matrix(rhs, df, what, parts.sides[rhs])
+                mm = _model_matrix(rhs, df, what, parts.sides[rhs], complete=parts.reads_columns_only(rhs))
                 built = mm.model_spec, np.asarray(mm)
             matrices[key] = built
         return matrices[key]

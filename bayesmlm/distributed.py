@@ -143,7 +143,7 @@ def _learned_parts(key: str) -> tuple[bool, bool]:
 
 def _template_states(template: Design) -> dict[str, dict]:
     """Transform states of every model spec (fixed part and random terms), by expression."""
-    specs = [template.fixed_spec] + [spec for block in template.blocks for spec in block.specs]
+    specs = [template.fixed_spec] + [spec for block in template.blocks for spec in block.term_specs()]
     states: dict[str, dict] = {}
     for spec in specs:
         states.update(spec.transform_state)
@@ -196,7 +196,7 @@ def _with_whole_data_transforms(template: Design, parts: list) -> Design:
     def respec(spec):
         return spec.update(transform_state={k: whole[k] for k in spec.transform_state})
 
-    blocks = [dataclasses.replace(b, specs=[respec(spec) for spec in b.specs]) for b in template.blocks]
+    blocks = [dataclasses.replace(b, specs=[respec(spec) for spec in b.term_specs()]) for b in template.blocks]
     updated = dataclasses.replace(template, fixed_spec=respec(template.fixed_spec), blocks=blocks)
     nd = new_design(updated, updated.data)  # the sample re-encoded with the whole-data statistics
     blocks = [dataclasses.replace(b, values=v) for b, v in zip(updated.blocks, nd.values)]

@@ -19,6 +19,7 @@ Examples
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -237,6 +238,13 @@ def parse_formula(formula: str) -> MixedFormula:
     """
     if not isinstance(formula, str):
         raise FormulaError(f"formula must be a string, got {type(formula).__name__}")
+    return _parse(formula)
+
+
+@functools.lru_cache(maxsize=512)
+def _parse(formula: str) -> MixedFormula:
+    """The parse of a formula text, kept for the next fit of the same formula (refits, bootstrap and
+    profile loops, model comparisons): the result, frozen, depends on the text alone."""
     sides = _split_top_level(formula, "~")
     if len(sides) != 2 or not sides[0].strip():
         raise FormulaError(f"formula {formula!r} must have the form 'response ~ terms'")

@@ -25,6 +25,7 @@ import functools
 import keyword
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import formulaic
 from formulaic.parser.types import Factor
@@ -128,16 +129,18 @@ class FormulaParts:
     response : formulaic.Formula or None
         ``"<response> ~ 1"`` parsed, where the response is an expression
         (``np.log(Reaction)``); None where it is a column name.
-    sides : dict of str -> formulaic.Formula
+    sides : mapping of str -> formulaic.Formula
         The fixed part, then each distinct random-term expression, by its text.
     """
 
     response: object | None
-    sides: dict[str, object]
+    sides: Mapping[str, object]
 
     @classmethod
+    @functools.lru_cache(maxsize=512)
     def parse(cls, formula: MixedFormula) -> "FormulaParts":
-        """Parse the response (if an expression), the fixed part and each term's expression.
+        """Parse the response (if an expression), the fixed part and each term's expression (kept for
+        the next fit of the same formula: the parts, read-only, depend on the formula alone).
 
         Raises
         ------
@@ -154,7 +157,7 @@ class FormulaParts:
                 sides[term.expr] = fixed
             elif term.expr not in sides:
                 sides[term.expr] = parse_side(term.expr, f"term {term.source}")
-        return cls(response, sides)
+        return cls(response, MappingProxyType(sides))
 
     def same_as(self, text: str) -> str:
         """The first text in :attr:`sides` that parses to the same formula as ``text`` (``"x"`` and
@@ -167,7 +170,7 @@ class FormulaParts:
         """Data variables of one parsed part (see :func:`side_variables`)."""
         return side_variables(parsed)
 
-    def bare_variables(self) -> set[str]:
+    def bare_variables(self) -> frozenset[str]:
         """Data variables that every factor naming them is just the variable (``recipe``, not
         ``C(recipe + x)`` or ``np.log(x)``): formulaic reads those columns as they are.
 
@@ -180,12 +183,30 @@ class FormulaParts:
         """
         return self._uses[1]
 
-    def looked_up(self) -> set[str]:
+    def reads_columns_only(self, text: str) -> bool:
+        """Whether every factor of the side ``text`` is a data column or a literal (``1 + x + g:x``,
+        not ``np.log(x)`` or ``C(g)``): evaluated on complete rows, it cannot yield a missing value.
+
+        Examples
+        --------
+        >>> from bayesmlm.formula import parse_formula
+        >>> parts = FormulaParts.parse(parse_formula("y ~ recipe * temp + (np.log(x) | g)"))
+        >>> parts.reads_columns_only("recipe * temp"), parts.reads_columns_only("1 + np.log(x)")
+        (True, False)
+        """
+        return self._plain_sides[text]
+
+    @functools.cached_property
+    def _plain_sides(self) -> dict[str, bool]:
+        plain = (Factor.EvalMethod.LOOKUP, Factor.EvalMethod.LITERAL)
+        return {text: all(f.eval_method in plain for f in _factors(parsed)) for text, parsed in self.sides.items()}
+
+    def looked_up(self) -> frozenset[str]:
         """Every name formulaic may look up in the data while building the matrices."""
         return self._uses[0]
 
     @functools.cached_property
-    def _uses(self) -> tuple[set[str], set[str]]:
+    def _uses(self) -> tuple[frozenset[str], frozenset[str]]:
         """(:meth:`looked_up`, :meth:`bare_variables`), from one pass over the factors."""
         looked, bare, other = set(), set(), set()
         parts = ([self.response] if self.response is not None else []) + list(self.sides.values())
@@ -197,4 +218,4 @@ class FormulaParts:
                     bare.add(factor.expr)
                 else:
                     other |= names
-        return looked, bare - other
+        return frozenset(looked), frozenset(bare - other)

@@ -17,6 +17,7 @@ Examples
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 import warnings
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+from pandas.arrays import ArrowExtensionArray
 
 from .errors import DataError
 from .formula import MixedFormula
@@ -80,16 +82,23 @@ class ModelFrame:
         formulaic encodes alike (the levels it would find) without hashing the text again."""
         if not names:
             return pd.DataFrame(index=pd.RangeIndex(self.n))
-        out = pd.DataFrame({name: self._column(name, name in as_category) for name in names}, copy=False)
-        out.index = pd.RangeIndex(self.n)
-        return out
+        # on the new row labels from the start: no alignment on the user's
+        index = pd.RangeIndex(self.n)
+        columns = {name: self._column(name, name in as_category, index) for name in names}
+        return pd.DataFrame(columns, index=index, copy=False)
 
-    def _column(self, name: str, text_as_category: bool) -> pd.Series:
+    def _column(self, name: str, text_as_category: bool, index: pd.RangeIndex):
         column = self.columns[name]
-        if text_as_category and name in self.text_codes and isinstance(column.dtype, pd.StringDtype):
-            codes, levels = self.text_codes[name]
-            return pd.Series(pd.Categorical.from_codes(codes, categories=levels), index=column.index, copy=False)
-        return _plain(column)
+        if isinstance(column.dtype, pd.StringDtype):
+            if text_as_category and name in self.text_codes:
+                codes, levels = self.text_codes[name]
+                # the codes index the levels by construction: pandas' checks of both would be repeated work;
+                # levels as objects, as formulaic names them (text levels would go through Arrow for nothing)
+                dtype = pd.CategoricalDtype(pd.Index(levels, dtype=object))
+                return pd.Categorical.from_codes(codes, dtype=dtype, validate=False)
+            # a Series keeps the object dtype (an object array would be inferred as text again)
+            return pd.Series(column.to_numpy(dtype=object), index=index, dtype=object, copy=False)
+        return column.array
 
     def evaluation_frame(self, looked_up: set[str], source: pd.DataFrame,
                          bare: set[str] = frozenset()) -> pd.DataFrame:
@@ -109,10 +118,6 @@ class ModelFrame:
         return self.frame(names, as_category=bare)
 
 
-def _plain(column: pd.Series) -> pd.Series:
-    return column.astype(object) if isinstance(column.dtype, pd.StringDtype) else column
-
-
 def _formula_variables(rhs: str, what: str) -> set[str]:
     """Variables of a formula's terms, those inside stateful transforms (``scale(x)``) included.
 
@@ -124,11 +129,8 @@ def _formula_variables(rhs: str, what: str) -> set[str]:
     return side_variables(parse_side(rhs, what))
 
 
-def required_columns(formula: MixedFormula, parts: FormulaParts | None = None) -> list[str]:
+def required_columns(formula: MixedFormula) -> list[str]:
     """Data columns a formula refers to, response first.
-
-    ``parts`` is the formula's :class:`~bayesmlm.formula_parts.FormulaParts` where
-    already parsed (else it is parsed here).
 
     Examples
     --------
@@ -138,7 +140,12 @@ def required_columns(formula: MixedFormula, parts: FormulaParts | None = None) -
     >>> required_columns(parse_formula("y ~ scale(x) + (0 + center(z) | g)"))
     ['y', 'x', 'z', 'g']
     """
-    parts = parts or FormulaParts.parse(formula)
+    return list(_required_columns(formula))
+
+
+@functools.lru_cache(maxsize=512)
+def _required_columns(formula: MixedFormula) -> tuple[str, ...]:
+    parts = FormulaParts.parse(formula)
     response = formula.response.strip()
     names: dict[str, None] = {}
     if parts.response is not None:
@@ -149,7 +156,7 @@ def required_columns(formula: MixedFormula, parts: FormulaParts | None = None) -
     for term in formula.random:
         names.update(dict.fromkeys(sorted(parts.variables(parts.sides[term.expr]))))
         names.update(dict.fromkeys(term.factor_columns))
-    return list(names)
+    return tuple(names)
 
 
 def unknown_column_error(missing: list[str], data: pd.DataFrame, formula: MixedFormula) -> DataError:
@@ -289,14 +296,31 @@ def check_frame_arguments(data, na_action: str) -> None:
         raise DataError("data has no rows")
 
 
+_COPY_ON_WRITE = int(pd.__version__.split(".")[0]) >= 3
+"""pandas 3 copies a frame's column before writing to it while a Series shares it."""
+
+
+def _own_column(column: pd.Series) -> pd.Series:
+    """A column the fit may keep without keeping the user's whole frame: a copy, where the column may be
+    a view of a block of several columns. Under copy-on-write an Arrow-backed column (text) holds only
+    its own memory and no later write to the user's frame reaches it, so it is kept as it is."""
+    if _COPY_ON_WRITE and isinstance(column.array, ArrowExtensionArray):
+        return column
+    return column.copy()
+
+
 def _may_miss(column: pd.Series) -> bool:
     """Whether a column holds missing values (NaN, None, NA), without pandas' generic scan where
-    the dtype answers: numpy integers and booleans cannot, numpy floats are checked by NaN."""
+    the dtype answers: numpy integers and booleans cannot, numpy floats are checked by NaN, Arrow
+    arrays count their nulls."""
     dtype = column.dtype
     if isinstance(dtype, np.dtype) and dtype.kind in "biu":
         return False
     if isinstance(dtype, np.dtype) and dtype.kind in "fc":
         return bool(np.isnan(column.to_numpy()).any())
+    if isinstance(column.array, ArrowExtensionArray) and not isinstance(dtype, pd.ArrowDtype):
+        # pandas' own Arrow-backed dtypes (text) store every missing value as a null
+        return column.array.__arrow_array__().null_count > 0
     return bool(column.array.isna().any())
 
 
@@ -314,7 +338,6 @@ def model_frame(
     data: pd.DataFrame,
     na_action: NaAction = "error",
     check_levels: bool = True,
-    parts: FormulaParts | None = None,
 ) -> ModelFrame:
     """Select, check and (optionally) de-NA the columns a formula uses.
 
@@ -328,15 +351,13 @@ def model_frame(
     check_levels : bool
         Check the grouping factors' level counts against the rows (off when
         ``data`` holds only some of the rows, as for a distributed frame).
-    parts : FormulaParts, optional
-        The formula's parts as formulaic parsed them, where already parsed.
 
     Returns
     -------
     ModelFrame
     """
     check_frame_arguments(data, na_action)
-    columns = required_columns(formula, parts)
+    columns = required_columns(formula)
     missing = [c for c in columns if c not in data.columns]
     if missing:
         raise unknown_column_error(missing, data, formula)
@@ -344,7 +365,7 @@ def model_frame(
         twice = [c for c in columns if int((data.columns == c).sum()) > 1]
         if twice:
             raise DataError(f"column(s) {', '.join(map(repr, twice))} appear more than once in the data; rename them")
-    used = {c: data[c].copy() for c in columns}  # copies: the fit keeps these, not the user's whole frame
+    used = {c: _own_column(data[c]) for c in columns}
     labels = data.index
     n_dropped = 0
     if any(_may_miss(col) for col in used.values()):

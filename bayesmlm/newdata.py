@@ -212,7 +212,7 @@ def new_design(design: Design, data: pd.DataFrame, random: bool = True) -> NewDe
         all_keys.append(keys)
         code = _block_codes(design, block, frame)
         codes.append(code.astype(np.int64))
-        values.append(np.hstack([_evaluate(spec, frame, f"term on {block.factor}") for spec in block.specs]))
+        values.append(np.hstack([_evaluate(spec, frame, f"term on {block.factor}") for spec in block.term_specs()]))
         new = list(dict.fromkeys(keys[code < 0]))
         if new:
             unseen[block.factor] = [str(k) for k in new]

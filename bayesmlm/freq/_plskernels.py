@@ -569,16 +569,12 @@ def pack(arrays: list[np.ndarray], dtype) -> tuple[np.ndarray, np.ndarray, list[
     >>> buf.tolist(), offsets.tolist(), b.shape, bool(np.shares_memory(a, buf))
     ([0, 1, 2, 1, 1, 1, 1], [0, 3, 7], (2, 2), True)
     """
-    sizes = [a.size for a in arrays]
-    offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
-    np.cumsum(sizes, out=offsets[1:])
-    buf = np.empty(int(offsets[-1]), dtype=dtype)
-    views = []
-    for a, start, stop in zip(arrays, offsets[:-1], offsets[1:]):
-        view = buf[start:stop].reshape(a.shape)
-        view[...] = a
-        views.append(view)
-    return buf, offsets, views
+    bounds = [0]
+    for a in arrays:
+        bounds.append(bounds[-1] + a.size)
+    buf = np.concatenate([a.reshape(-1) for a in arrays], dtype=dtype, casting="unsafe") if arrays else np.empty(0, dtype=dtype)
+    views = [buf[start:stop].reshape(a.shape) for a, start, stop in zip(arrays, bounds[:-1], bounds[1:])]
+    return buf, np.array(bounds, dtype=np.int64), views
 
 
 @nb.njit(**_JIT)

@@ -22,7 +22,6 @@ from ..frame import NaAction
 from .estimates import FitEstimates
 from .pls_engine import fit_pls
 from .result import FreqFit
-from .statsmodels_engine import fit_statsmodels, near_boundary
 
 __all__ = ["lmer", "fit_design", "make_design", "LOGLIK_TOLERANCE"]
 
@@ -52,6 +51,8 @@ def _gap_message(mixedlm: FreqFit, pls: FreqFit) -> str:
 
 def _fit_statsmodels_checked(design: Design, reml: bool) -> FreqFit:
     """MixedLM's fit, checked against the PLS optimum of the same model (cheap: statistics only)."""
+    from .statsmodels_engine import fit_statsmodels, near_boundary  # statsmodels loads only for this engine
+
     estimates: FitEstimates = fit_statsmodels(design, reml=reml)
     fit = FreqFit(design, estimates, reml, "statsmodels")
     if near_boundary(estimates, design) and not fit.singular:

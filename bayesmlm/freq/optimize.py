@@ -225,9 +225,10 @@ def _snap_to_bounds(fun: Callable, theta: np.ndarray, lower: np.ndarray, tol: fl
     return theta
 
 
-def _remembered(fun: Callable) -> Callable:
-    """``fun`` that answers repeated points (the optimum, checked several times) from memory."""
-    memory: dict[bytes, float] = {}
+def _remembered(fun: Callable, known: dict[bytes, float] | None = None) -> Callable:
+    """``fun`` that answers repeated points (the optimum, checked several times) from memory,
+    which starts with the values ``known`` (by the points' bytes)."""
+    memory: dict[bytes, float] = dict(known or {})
 
     def wrapped(x):
         key = np.asarray(x, dtype=float).tobytes()
@@ -321,13 +322,14 @@ def optimize_theta(
         initial_step = getattr(fun, "initial_step", None)
     if initial_step is None and settings["initial_step"] is not None:
         initial_step = np.full(d, settings["initial_step"])
-    fun = _remembered(fun)
     objective = BestSeen(fun, theta0)
 
     messages = []
     status = run_bobyqa(objective, theta0, lower, xtol_abs=np.full(d, settings["xtol_abs"]),
                         ftol_abs=settings["ftol_abs"], ftol_rel=settings["ftol_rel"], initial_step=initial_step,
                         max_evaluations=max_evaluations)
+    # BOBYQA never asks for a point twice; what follows does (the optimum, over and over)
+    fun = _remembered(fun, {objective.x.tobytes(): objective.value} if np.isfinite(objective.value) else None)
     theta = _snap_to_bounds(fun, objective.x, lower)
     value = fun(theta)
     converged = status in _NLOPT_SUCCESS

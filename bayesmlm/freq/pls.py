@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -295,11 +296,11 @@ class ProfiledDeviance:
         t = np.searchsorted(keys, ent_u * nL + ent_v)
         pr_vals[pr_ofs0[t] + ent_a * lvl_size0[ent_v] + ent_b] = ent_x
         # border rows: [X y]' Z_rest, then [X y]'[X y]
-        ZX = np.column_stack([stats.ZtX[q1:], stats.Zty[q1:]]) if q_rest else np.zeros((0, p + 1))
-        bt = np.searchsorted(keys, border * nL + row_lvl0[:q_rest])
-        sv = lvl_size0[row_lvl0[:q_rest]]
-        for i in range(p + 1):
-            pr_vals[pr_ofs0[bt] + i * sv + row_c0[:q_rest]] = ZX[:, i]
+        if q_rest:
+            ZX = np.column_stack([stats.ZtX[q1:], stats.Zty[q1:]])
+            bt = np.searchsorted(keys, border * nL + row_lvl0[:q_rest])
+            sv = lvl_size0[row_lvl0[:q_rest]]
+            pr_vals[(pr_ofs0[bt] + row_c0[:q_rest])[:, None] + sv[:, None] * np.arange(p + 1)] = ZX
         XyXy = np.empty((p + 1, p + 1))
         XyXy[:p, :p] = stats.XtX
         XyXy[:p, p] = XyXy[p, :p] = stats.Xty
@@ -415,8 +416,7 @@ class ProfiledDeviance:
         if n1:
             tb = np.searchsorted(key_sorted, np.arange(n1) * nL + (nL - 1))
             Xy = np.column_stack([stats.ZtX[: self.q1], stats.Zty[: self.q1]]).reshape(n1, p1, p + 1)
-            for i in range(p + 1):
-                lev_vals[pair_row[tb] + i] = Xy[:, :, i]
+            lev_vals[pair_row[tb][:, None] + np.arange(p + 1)] = Xy.transpose(0, 2, 1)
         self._first = (lev_ptr, lev_rows, _f64(lev_vals))
         r = np.diff(lev_ptr)
         R = int(lev_ptr[-1]) if n1 else 0
@@ -649,7 +649,7 @@ class ProfiledDeviance:
         theta = _theta_vector(theta)
         if self._small:
             value = kern.evaluate_packed(theta, *self._packed)[0]
-            return value if np.isfinite(value) else np.inf
+            return value if math.isfinite(value) else np.inf
         out = self._factorize(theta)
         if out is None:
             return np.inf
