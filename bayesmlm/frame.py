@@ -85,7 +85,10 @@ class ModelFrame:
         # on the new row labels from the start: no alignment on the user's
         index = pd.RangeIndex(self.n)
         columns = {name: self._column(name, name in as_category, index) for name in names}
-        return pd.DataFrame(columns, index=index, copy=False)
+        out = pd.DataFrame(columns, index=index, copy=False)
+        # labels as objects: formulaic looks every name up in them, faster than in an Arrow-backed index
+        out.columns = pd.Index(names, dtype=object)
+        return out
 
     def _column(self, name: str, text_as_category: bool, index: pd.RangeIndex):
         column = self.columns[name]
