@@ -474,10 +474,16 @@ def _factor_codes(
     key = np.zeros(len(comp_codes[0]), dtype=np.int64)
     for codes, names in zip(comp_codes, comp_names):
         key = key * len(names) + codes
-    combos, codes = np.unique(key, return_inverse=True)
+    span = int(np.prod([len(names) for names in comp_names]))
+    if span <= 4 * len(key) + 1024:  # few possible combinations: mark those present, no sort
+        present = np.bincount(key, minlength=span) > 0
+        combos = np.flatnonzero(present)
+        codes = (np.cumsum(present) - 1)[key]
+    else:
+        combos, codes = np.unique(key, return_inverse=True)
     parts = []
     for names in reversed(comp_names):
-        parts.append(combos % len(names))
+        parts.append((combos % len(names)).tolist())
         combos = combos // len(names)
     parts.reverse()
     names = [":".join(comp_names[j][c] for j, c in enumerate(row)) for row in zip(*parts)]
