@@ -8,10 +8,11 @@ Examples
 [251.41, 10.47]
 """
 
-import sys
-import types
-from importlib import import_module
-from typing import TYPE_CHECKING
+import importlib.util as _importlib_util
+import sys as _sys
+import types as _types
+from importlib import import_module as _import_module
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 from . import datasets, families
 from .design import Design, build_design
@@ -50,7 +51,7 @@ _LAZY = {
     "report": (".report", "report"),
 }
 
-if TYPE_CHECKING:  # what static tools see; at run time these come from __getattr__
+if _TYPE_CHECKING:  # what static tools see; at run time these come from __getattr__
     from . import priors
     from .bayes import BayesFit, sample
     from .bayes.prior_predictive import PriorPredictive, prior_predictive
@@ -61,25 +62,28 @@ if TYPE_CHECKING:  # what static tools see; at run time these come from __getatt
     from .sensitivity import Sensitivity, sensitivity
 
 
-class _Package(types.ModuleType):
+class _Package(_types.ModuleType):
     """The package module: loads the names of ``_LAZY`` on first access. Where a function shares its
     name with the submodule defining it (``compare``, ``pooling``, ``sensitivity``, ``report``), the
     import system, binding the submodule to the package once it is loaded, binds the function instead:
     ``bm.compare`` stays the function whichever module imported ``bayesmlm.compare`` first."""
 
     def __getattr__(self, name: str):
-        if name not in _LAZY:
+        if name in _LAZY:
+            module, attribute = _LAZY[name]
+            value = _import_module(module, __name__)
+            if attribute is not None:
+                value = getattr(value, attribute)
+        elif not name.startswith("_") and _importlib_util.find_spec(f"{__name__}.{name}") is not None:
+            value = _import_module(f".{name}", __name__)  # a submodule not loaded yet (bm.loo, bm.bayes)
+        else:
             raise AttributeError(f"module 'bayesmlm' has no attribute {name!r}")
-        module, attribute = _LAZY[name]
-        value = import_module(module, __name__)
-        if attribute is not None:
-            value = getattr(value, attribute)
         super().__setattr__(name, value)  # once loaded, an ordinary attribute
         return value
 
     def __setattr__(self, name: str, value) -> None:
         if (
-            isinstance(value, types.ModuleType)
+            isinstance(value, _types.ModuleType)
             and _LAZY.get(name, (None, None))[1] == name
             and value.__name__ == f"{__name__}.{name}"
         ):
@@ -90,7 +94,7 @@ class _Package(types.ModuleType):
         return sorted(set(super().__dir__()) | set(_LAZY))
 
 
-sys.modules[__name__].__class__ = _Package
+_sys.modules[__name__].__class__ = _Package
 
 __all__ = [
     "lmer",

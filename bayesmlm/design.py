@@ -78,16 +78,21 @@ def _r_style_names(columns: list[str]) -> list[str]:
 
 def _model_matrix(
     rhs: str, data: pd.DataFrame, what: str, parsed=None, complete: bool = False
-) -> formulaic.ModelMatrix:
-    """formulaic's matrix of ``rhs`` (given as ``parsed`` where already parsed), as a numpy array.
+) -> tuple[np.ndarray, object]:
+    """formulaic's matrix of ``rhs`` (given as ``parsed`` where already parsed), as a numpy array,
+    and its model spec.
 
     ``complete``: ``rhs`` reads only data columns that hold no missing values (checked by the model
     frame), so formulaic's scan of every evaluated factor for them is skipped (a tenth of a small
-    model's fit); otherwise a transform's missing result raises.
+    model's fit); otherwise a transform's missing result raises. Either way the spec returned, which
+    re-applies the encoding to new data, raises on a missing value there.
     """
-    na_action = "ignore" if complete else "raise"
     try:
-        return formulaic.model_matrix(rhs if parsed is None else parsed, data, na_action=na_action, output="numpy")
+        if complete:
+            mm = formulaic.model_matrix(rhs if parsed is None else parsed, data, na_action="ignore", output="numpy")
+            return mm, mm.model_spec.update(na_action="raise")
+        mm = formulaic.model_matrix(rhs if parsed is None else parsed, data, na_action="raise", output="numpy")
+        return mm, mm.model_spec
     except Exception as exc:
         raise FormulaError(f"cannot build the {what} from {rhs!r}: {exc}") from exc
 
@@ -396,7 +401,7 @@ def response_values(formula: MixedFormula, data: pd.DataFrame, parsed=None) -> n
     name = formula.response.strip()
     if name in data.columns:
         return data[name].to_numpy(dtype=float)
-    mm = _model_matrix(f"0 + {name}", data, "response", None if parsed is None else parsed.lhs)
+    mm, _ = _model_matrix(f"0 + {name}", data, "response", None if parsed is None else parsed.lhs)
     if mm.shape[1] != 1:
         raise DataError(f"response {name!r} must evaluate to one numeric column, got {mm.shape[1]}")
     return np.asarray(mm, dtype=float).reshape(-1)
@@ -477,9 +482,8 @@ def build_design(
         y = frame.columns[response].to_numpy(dtype=float)
     else:
         y = response_values(parsed, df, parts.response)
-    fixed_mm = _model_matrix(parsed.fixed, df, "fixed-effects matrix", parts.sides[parsed.fixed],
-                             complete=parts.reads_columns_only(parsed.fixed))
-    fixed_spec = fixed_mm.model_spec
+    fixed_mm, fixed_spec = _model_matrix(parsed.fixed, df, "fixed-effects matrix", parts.sides[parsed.fixed],
+                                         complete=parts.reads_columns_only(parsed.fixed))
     # a copy (terms may share this matrix), column-major as pandas' blocks are: X'X's rounding depends on it
     X = np.array(fixed_mm, dtype=float, order="F").reshape(n, -1)
     fixed_names = _r_style_names(list(fixed_spec.column_names))
@@ -490,8 +494,8 @@ def build_design(
         if key not in matrices:
             built = _from_fixed(fixed_spec, X, parts.sides[rhs])
             if built is None:
-                mm = _model_matrix(rhs, df, what, parts.sides[rhs], complete=parts.reads_columns_only(rhs))
-                built = mm.model_spec, np.asarray(mm)
+                mm, spec = _model_matrix(rhs, df, what, parts.sides[rhs], complete=parts.reads_columns_only(rhs))
+                built = spec, np.asarray(mm)
             matrices[key] = built
         return matrices[key]
 

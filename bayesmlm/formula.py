@@ -152,6 +152,8 @@ def _expand_slash(spec: str, source: str) -> list[str]:
                     f"grouping factor {name.strip()!r} in {source!r} must be a column "
                     "name or an interaction of column names like a:b"
                 )
+    # factors by their columns' names: `h h` is the column h h
+    parts = [":".join(_unquote(name) for name in p.split(":")) for p in parts]
     factors = []
     for k in range(len(parts), 0, -1):
         factors.append(":".join(reversed(parts[:k])))

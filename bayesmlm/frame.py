@@ -33,7 +33,7 @@ from .errors import DataError
 from .formula import MixedFormula
 from .formula_parts import FormulaParts, parse_side, side_variables
 
-__all__ = ["ModelFrame", "model_frame", "check_frame_arguments", "required_columns", "infinite_in_columns", "nonfinite_error", "nonfinite_rows"]
+__all__ = ["ModelFrame", "model_frame", "check_frame_arguments", "required_columns", "infinite_in_columns", "nonfinite_error", "nonfinite_rows", "missing_mask"]
 
 NaAction = Literal["error", "drop"]
 
@@ -299,19 +299,6 @@ def check_frame_arguments(data, na_action: str) -> None:
         raise DataError("data has no rows")
 
 
-_COPY_ON_WRITE = int(pd.__version__.split(".")[0]) >= 3
-"""pandas 3 copies a frame's column before writing to it while a Series shares it."""
-
-
-def _own_column(column: pd.Series) -> pd.Series:
-    """A column the fit may keep without keeping the user's whole frame: a copy, where the column may be
-    a view of a block of several columns. Under copy-on-write an Arrow-backed column (text) holds only
-    its own memory and no later write to the user's frame reaches it, so it is kept as it is."""
-    if _COPY_ON_WRITE and isinstance(column.array, ArrowExtensionArray):
-        return column
-    return column.copy()
-
-
 def _may_miss(column: pd.Series) -> bool:
     """Whether a column holds missing values (NaN, None, NA), without pandas' generic scan where
     the dtype answers: numpy integers and booleans cannot, numpy floats are checked by NaN, Arrow
@@ -324,7 +311,26 @@ def _may_miss(column: pd.Series) -> bool:
     if isinstance(column.array, ArrowExtensionArray) and not isinstance(dtype, pd.ArrowDtype):
         # pandas' own Arrow-backed dtypes (text) store every missing value as a null
         return column.array.__arrow_array__().null_count > 0
-    return bool(column.array.isna().any())
+    return bool(missing_mask(column).any())
+
+
+def missing_mask(column: pd.Series) -> np.ndarray:
+    """Rows where a column is missing: what pandas counts (None, NA, NaN in numpy columns), and NaN in
+    the float columns that hold it apart from their nulls (nullable ``Float64``, Arrow ``double``),
+    which pandas does not count but no computation can use.
+
+    Examples
+    --------
+    >>> import pyarrow as pa
+    >>> column = pd.Series(pd.array(pa.array([1.0, float("nan"), None], from_pandas=False),
+    ...                             dtype=pd.ArrowDtype(pa.float64())))
+    >>> int(column.isna().sum()), missing_mask(column).tolist()
+    (1, [False, True, True])
+    """
+    mask = column.isna().to_numpy(dtype=bool)
+    if pd.api.types.is_float_dtype(column.dtype) and not isinstance(column.dtype, np.dtype):
+        mask = mask | np.isnan(column.to_numpy(dtype=float, na_value=np.nan))
+    return mask
 
 
 def _may_be_infinite(column: pd.Series) -> bool:
@@ -368,23 +374,20 @@ def model_frame(
         twice = [c for c in columns if int((data.columns == c).sum()) > 1]
         if twice:
             raise DataError(f"column(s) {', '.join(map(repr, twice))} appear more than once in the data; rename them")
-    used = {c: _own_column(data[c]) for c in columns}
+    used = {c: data[c].copy() for c in columns}  # copies: the fit keeps these, not the user's whole frame
     labels = data.index
     n_dropped = 0
     if any(_may_miss(col) for col in used.values()):
-        frame = data.loc[:, columns]
-        na_counts = frame.isna().sum()
-        na_counts = na_counts[na_counts > 0]
-        detail = describe_missing(na_counts)
+        masks = {c: missing_mask(col) for c, col in used.items()}
+        detail = describe_missing(pd.Series({c: int(m.sum()) for c, m in masks.items()}))
         if na_action == "error":
             raise missing_values_error(detail)
-        keep = frame.notna().all(axis=1).to_numpy()
+        keep = ~np.logical_or.reduce(list(masks.values()))
         n_dropped = int((~keep).sum())
-        frame = frame.loc[keep]
         warnings.warn(f"dropped {n_dropped} of {len(data)} rows with missing values in {detail}", stacklevel=3)
-        if len(frame) == 0:
+        if not keep.any():
             raise DataError("no complete rows remain after dropping missing values")
-        used, labels = {c: frame[c] for c in columns}, frame.index
+        used, labels = {c: col[keep] for c, col in used.items()}, data.index[keep]
     _check_response(formula, used)
     pruned = frozenset(c for c, col in used.items()
                        if isinstance(col.dtype, pd.CategoricalDtype) and col.nunique() < len(col.cat.categories))

@@ -125,22 +125,17 @@ class SufficientStats:
         indptr = np.zeros(q + 1, dtype=np.int64)
         np.cumsum(np.bincount(rows, minlength=q), out=indptr[1:])
         ZtZ = sp.csc_matrix((dense[rows, within], within, indptr), shape=(q, q))
-        # Z'[X y] by one count over (effect, column) bins; each bin still sums its rows in order
-        p1 = X.shape[1] + 1
-        Xy = np.empty((n, p1))
-        Xy[:, :-1] = X
-        Xy[:, -1] = y
-        keys = (flat[:, None] * p1 + np.arange(p1)).reshape(-1)
-        weights = (vals[:, :, None] * Xy[:, None, :]).reshape(-1)
-        ZtXy = np.bincount(keys, weights=weights, minlength=q * p1).reshape(q, p1)
+        ZtX = np.column_stack(
+            [np.bincount(flat, weights=(vals * X[:, [c]]).reshape(-1), minlength=q) for c in range(X.shape[1])]
+        ) if X.shape[1] else np.zeros((q, 0))
         return cls(
             n=n,
             XtX=X.T @ X,
             Xty=X.T @ y,
             yty=float(y @ y),
             ZtZ=ZtZ,
-            ZtX=np.ascontiguousarray(ZtXy[:, :-1]),
-            Zty=np.ascontiguousarray(ZtXy[:, -1]),
+            ZtX=ZtX,
+            Zty=np.bincount(flat, weights=(vals * y[:, None]).reshape(-1), minlength=q),
             Xsum=X.sum(axis=0),
             ysum=float(y.sum()),
         )

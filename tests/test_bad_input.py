@@ -33,6 +33,29 @@ def test_missing_values_are_named_with_counts(sleepstudy: pd.DataFrame) -> None:
     assert fit.nobs == 177
 
 
+def test_nan_that_pandas_does_not_count_is_missing(sleepstudy: pd.DataFrame) -> None:
+    """NaN in an Arrow ``double`` or nullable ``Float64`` column is not a null, so pandas' isna() skips
+    it; it is still a missing value (it once reached glmer's compiled kernels and crashed the process)."""
+    pa = pytest.importorskip("pyarrow")
+    days = sleepstudy.Days.to_numpy(dtype=float).copy()
+    days[[4, 9]] = np.nan
+    arrow = pd.array(pa.array(days, from_pandas=False), dtype=pd.ArrowDtype(pa.float64()))
+    for column in (arrow, pd.array(days, dtype="Float64")):
+        df = sleepstudy.assign(Days=column)
+        with pytest.raises(DataError, match=r"'Days' \(2 missing\)"):
+            bm.lmer("Reaction ~ Days + (1 | Subject)", df)
+        with pytest.warns(UserWarning, match="dropped 2 of 180 rows"):
+            fit = bm.lmer("Reaction ~ Days + (1 | Subject)", df, na_action="drop")
+        complete = bm.lmer("Reaction ~ Days + (1 | Subject)", sleepstudy.drop(index=[4, 9]))
+        assert fit.nobs == 178 and fit.loglik == pytest.approx(complete.loglik, abs=1e-9)
+    cbpp = load_data("cbpp")
+    size = cbpp["size"].to_numpy(dtype=float).copy()
+    size[3] = np.nan
+    cbpp = cbpp.assign(x=pd.array(pa.array(size, from_pandas=False), dtype=pd.ArrowDtype(pa.float64())))
+    with pytest.raises(DataError, match=r"'x' \(1 missing\)"):
+        bm.glmer("cbind(incidence, size - incidence) ~ period + (x | herd)", cbpp, family="binomial")
+
+
 def test_missing_values_in_unused_columns_are_ignored(sleepstudy: pd.DataFrame) -> None:
     df = sleepstudy.assign(unused=np.nan)
     assert bm.lmer("Reaction ~ Days + (1 | Subject)", df).nobs == 180

@@ -143,3 +143,50 @@ def test_grouping_levels_that_print_alike_are_refused() -> None:
     df = pd.DataFrame({"g": [1, "1", 2, "2"] * 10, "y": np.arange(40.0)})
     with pytest.raises(bm.DataError, match=r"grouping factor 'g' has different levels with the same text \['1', '2'\]"):
         bm.lmer("y ~ 1 + (1 | g)", df)
+
+
+@pytest.mark.parametrize("sizes", [(3, 15), (200, 300), (1000, 1000), (5, 4, 3), (1, 7)])
+def test_interaction_codes_follow_the_components_levels(sizes: tuple[int, ...]) -> None:
+    """The levels of ``a:b(:c)`` are the combinations present, ordered by the first column's levels,
+    then the next; checked against a plain sort of the rows' level tuples, on both sides of the
+    span (combinations possible) above which the codes come from a sort instead of a count."""
+    from bayesmlm.frame import factor_codes
+
+    rng = np.random.default_rng(sum(sizes))
+    n = 240
+    cols = {f"c{j}": rng.integers(0, k, n) for j, k in enumerate(sizes)}
+    cols["c0"] = np.array([f"l{v:04d}" for v in cols["c0"]], dtype=object)  # text first column
+    df = pd.DataFrame(cols)
+    names = list(cols)
+    codes, levels = factor_codes(df, ":".join(names))
+    rows = list(zip(*(df[c].tolist() for c in names)))
+    present = sorted(set(rows))
+    assert levels == [":".join(str(v) for v in combo) for combo in present]
+    assert codes.tolist() == [present.index(row) for row in rows]
+
+
+def test_stored_specs_refuse_missing_values_in_new_data(sleepstudy: pd.DataFrame) -> None:
+    """formulaic's scan for missing values is skipped while the matrices are built (the model frame has
+    checked the rows), but the specs kept for new data still refuse them rather than encoding a
+    missing level as the reference level."""
+    df = sleepstudy.assign(g=np.where(sleepstudy.Days < 5, "early", "late"))
+    design = build_design("Reaction ~ Days + g + (Days || Subject)", df)
+    new = df.head(3).assign(g=["early", None, "late"])
+    with pytest.raises(Exception, match="null|missing"):
+        design.fixed_spec.get_model_matrix(new)
+    intercept, slope = design.blocks[0].term_specs()  # (Days || Subject): 1 and 0 + Days, cut from X's
+    assert list(intercept.column_names) == ["Intercept"] and list(slope.column_names) == ["Days"]
+    with pytest.raises(Exception, match="null|missing"):
+        slope.get_model_matrix(df.head(3).assign(Days=[0.0, np.nan, 2.0]))
+
+
+def test_backquoted_grouping_column() -> None:
+    rng = np.random.default_rng(3)
+    df = pd.DataFrame({"y": rng.normal(size=60), "group id": np.repeat(list("abcdef"), 10), "x": rng.normal(size=60)})
+    df["y"] += np.repeat(rng.normal(size=6), 10)
+    quoted = bm.lmer("y ~ x + (1 | `group id`)", df)
+    plain = bm.lmer("y ~ x + (1 | g)", df.rename(columns={"group id": "g"}))
+    assert quoted.loglik == plain.loglik and list(quoted.ranef()) == ["group id"]
+    df.loc[3, "y"] = np.nan
+    with pytest.warns(UserWarning, match="dropped 1 of 60"):
+        assert bm.lmer("y ~ x + (1 | `group id`)", df, na_action="drop").nobs == 59
