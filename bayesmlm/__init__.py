@@ -62,6 +62,14 @@ if _TYPE_CHECKING:  # what static tools see; at run time these come from __getat
     from .sensitivity import Sensitivity, sensitivity
 
 
+def _is_submodule(name: str) -> bool:
+    """Whether ``name`` is a module of the package (not a folder of data files, not a dotted path)."""
+    if name.startswith("_") or not name.isidentifier():
+        return False
+    spec = _importlib_util.find_spec(f"{__name__}.{name}")
+    return spec is not None and spec.origin is not None  # a namespace package has no origin
+
+
 class _Package(_types.ModuleType):
     """The package module: loads the names of ``_LAZY`` on first access. Where a function shares its
     name with the submodule defining it (``compare``, ``pooling``, ``sensitivity``, ``report``), the
@@ -74,7 +82,7 @@ class _Package(_types.ModuleType):
             value = _import_module(module, __name__)
             if attribute is not None:
                 value = getattr(value, attribute)
-        elif not name.startswith("_") and _importlib_util.find_spec(f"{__name__}.{name}") is not None:
+        elif _is_submodule(name):
             value = _import_module(f".{name}", __name__)  # a submodule not loaded yet (bm.loo, bm.bayes)
         else:
             raise AttributeError(f"module 'bayesmlm' has no attribute {name!r}")

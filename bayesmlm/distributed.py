@@ -50,7 +50,9 @@ from .formula import MixedFormula, parse_formula
 from .frame import (
     NaAction,
     check_factor_levels,
+    complete_rows,
     describe_missing,
+    missing_counts,
     missing_values_error,
     infinite_in_columns,
     nonfinite_error,
@@ -80,9 +82,9 @@ def _key_columns(formula: MixedFormula, frame: pd.DataFrame) -> list[str]:
 def _first_pass(
     part: pd.DataFrame, keys: list[str], head_rows: int
 ) -> tuple[int, pd.Series, dict[str, tuple[int, list]], pd.DataFrame]:
-    complete = part.dropna()
+    complete = complete_rows(part)
     sample = complete.drop_duplicates(subset=keys) if keys else complete.iloc[:0]
-    return len(part), part.isna().sum(), infinite_in_columns(complete), pd.concat([complete.iloc[:head_rows], sample])
+    return len(part), missing_counts(part), infinite_in_columns(complete), pd.concat([complete.iloc[:head_rows], sample])
 
 
 def _merge_rows(found: list[dict[str, tuple[int, list]]], first: int = 5) -> dict[str, tuple[int, list]]:
@@ -97,7 +99,7 @@ def _merge_rows(found: list[dict[str, tuple[int, list]]], first: int = 5) -> dic
 
 def _second_pass(part: pd.DataFrame, template: Design) -> tuple[SufficientStats | None, dict[str, tuple[int, list]]]:
     """A partition's statistics, or the evaluated columns where it has non-finite values."""
-    part = part.dropna()
+    part = complete_rows(part)
     labels = part.index
     part = part.reset_index(drop=True)
     if len(part) == 0:
@@ -155,7 +157,7 @@ def _template_states(template: Design) -> dict[str, dict]:
 
 def _transform_moments(part: pd.DataFrame, states: dict[str, dict]) -> dict[str, tuple]:
     """Per transform: rows, and sums and sums of squares of its argument about the sample's centre."""
-    frame = plain_strings(part.dropna().reset_index(drop=True))
+    frame = plain_strings(complete_rows(part).reset_index(drop=True))
     out = {}
     for key, state in states.items():
         raw = {key: {"ddof": state["ddof"], "center": None, "scale": None}}  # the identity: the argument itself

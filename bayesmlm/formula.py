@@ -63,6 +63,18 @@ class RandomTerm:
         """Data columns that make up the grouping factor."""
         return tuple(_unquote(c) for c in self.factor.split(":"))
 
+    @property
+    def bar(self) -> str:
+        """The term as formula text, ``(expr | factor)``, names that are not plain backquoted.
+
+        Examples
+        --------
+        >>> parse_formula("y ~ x + (x || `group id`)").random[1].bar
+        '(0 + x | `group id`)'
+        """
+        factor = ":".join(c if _NAME.match(c) else f"`{c}`" for c in self.factor_columns)
+        return f"({self.expr} | {factor})"
+
 
 @dataclass(frozen=True)
 class MixedFormula:

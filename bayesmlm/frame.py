@@ -33,7 +33,8 @@ from .errors import DataError
 from .formula import MixedFormula
 from .formula_parts import FormulaParts, parse_side, side_variables
 
-__all__ = ["ModelFrame", "model_frame", "check_frame_arguments", "required_columns", "infinite_in_columns", "nonfinite_error", "nonfinite_rows", "missing_mask"]
+__all__ = ["ModelFrame", "model_frame", "check_frame_arguments", "required_columns", "infinite_in_columns", "nonfinite_error", "nonfinite_rows", "missing_mask",
+           "complete_rows", "missing_counts"]
 
 NaAction = Literal["error", "drop"]
 
@@ -312,6 +313,22 @@ def _may_miss(column: pd.Series) -> bool:
         # pandas' own Arrow-backed dtypes (text) store every missing value as a null
         return column.array.__arrow_array__().null_count > 0
     return bool(missing_mask(column).any())
+
+
+def complete_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``frame`` with no missing value (:func:`missing_mask`) in any column: ``dropna`` that
+    also drops the NaN pandas does not count."""
+    keep = np.ones(len(frame), dtype=bool)
+    for i in range(frame.shape[1]):
+        keep &= ~missing_mask(frame.iloc[:, i])
+    return frame if keep.all() else frame.loc[keep]
+
+
+def missing_counts(frame: pd.DataFrame) -> pd.Series:
+    """Missing values (:func:`missing_mask`) per column: ``isna().sum()`` that also counts the NaN pandas
+    does not."""
+    return pd.Series([int(missing_mask(frame.iloc[:, i]).sum()) for i in range(frame.shape[1])],
+                     index=frame.columns, dtype=int)
 
 
 def missing_mask(column: pd.Series) -> np.ndarray:

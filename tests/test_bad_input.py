@@ -40,7 +40,9 @@ def test_nan_that_pandas_does_not_count_is_missing(sleepstudy: pd.DataFrame) -> 
     days = sleepstudy.Days.to_numpy(dtype=float).copy()
     days[[4, 9]] = np.nan
     arrow = pd.array(pa.array(days, from_pandas=False), dtype=pd.ArrowDtype(pa.float64()))
-    for column in (arrow, pd.array(days, dtype="Float64")):
+    nullable = pd.arrays.FloatingArray(days, np.zeros(len(days), dtype=bool))  # NaN kept, not masked
+    for column in (arrow, nullable):
+        assert not pd.Series(column).isna().any()
         df = sleepstudy.assign(Days=column)
         with pytest.raises(DataError, match=r"'Days' \(2 missing\)"):
             bm.lmer("Reaction ~ Days + (1 | Subject)", df)
@@ -52,8 +54,16 @@ def test_nan_that_pandas_does_not_count_is_missing(sleepstudy: pd.DataFrame) -> 
     size = cbpp["size"].to_numpy(dtype=float).copy()
     size[3] = np.nan
     cbpp = cbpp.assign(x=pd.array(pa.array(size, from_pandas=False), dtype=pd.ArrowDtype(pa.float64())))
+    formula = "cbind(incidence, size - incidence) ~ period + (x | herd)"
     with pytest.raises(DataError, match=r"'x' \(1 missing\)"):
-        bm.glmer("cbind(incidence, size - incidence) ~ period + (x | herd)", cbpp, family="binomial")
+        bm.glmer(formula, cbpp, family="binomial")
+    with pytest.warns(UserWarning, match="dropped 1 of 56 rows"):
+        dropped = bm.glmer(formula, cbpp, family="binomial", na_action="drop")
+    complete = bm.glmer(formula, cbpp.drop(index=3).assign(x=size[np.arange(56) != 3]), family="binomial")
+    assert dropped.nobs == 55 and dropped.loglik == pytest.approx(complete.loglik, abs=1e-9)
+    fit = bm.lmer("Reaction ~ Days + (1 | Subject)", sleepstudy)
+    with pytest.raises(DataError, match=r"new data has missing values in 'Days' \(2 missing\)"):
+        fit.predict(sleepstudy.head(10).assign(Days=arrow[:10]))
 
 
 def test_missing_values_in_unused_columns_are_ignored(sleepstudy: pd.DataFrame) -> None:

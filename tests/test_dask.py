@@ -6,6 +6,7 @@ import warnings
 
 import dask.dataframe as dd
 import numpy as np
+import pandas as pd
 import pytest
 from arviz_stats.base import array_stats
 
@@ -64,6 +65,12 @@ def test_dask_errors_name_the_problem() -> None:
         bm.lmer(formula, dd.from_pandas(holed, npartitions=3))
     with pytest.warns(UserWarning, match="dropped 4 of 180 rows"):
         assert bm.lmer(formula, dd.from_pandas(holed, npartitions=3), na_action="drop").nobs == 176
+    pa = pytest.importorskip("pyarrow")  # NaN in an Arrow double is no null, yet missing all the same
+    arrow = pd.array(pa.array(holed["Days"].to_numpy(dtype=float), from_pandas=False), dtype=pd.ArrowDtype(pa.float64()))
+    with pytest.raises(bm.DataError, match=r"'Days' \(4 missing\)"):
+        bm.lmer(formula, dd.from_pandas(df.assign(Days=arrow), npartitions=3))
+    with pytest.warns(UserWarning, match="dropped 4 of 180 rows"):
+        assert bm.lmer(formula, dd.from_pandas(df.assign(Days=arrow), npartitions=3), na_action="drop").nobs == 176
     one_level = df.assign(Subject="only")
     with pytest.raises(bm.DataError, match="'Subject' has 1 level"):
         bm.lmer(formula, dd.from_pandas(one_level, npartitions=3))

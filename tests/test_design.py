@@ -187,6 +187,21 @@ def test_backquoted_grouping_column() -> None:
     quoted = bm.lmer("y ~ x + (1 | `group id`)", df)
     plain = bm.lmer("y ~ x + (1 | g)", df.rename(columns={"group id": "g"}))
     assert quoted.loglik == plain.loglik and list(quoted.ranef()) == ["group id"]
+    counts = df.assign(y=rng.poisson(np.exp(0.3 + np.repeat(rng.normal(0, 0.5, 6), 10))))
+    quoted_r2 = bm.r2(bm.glmer("y ~ x + (1 | `group id`)", counts, family="poisson"))  # refits a null model
+    plain_r2 = bm.r2(bm.glmer("y ~ x + (1 | g)", counts.rename(columns={"group id": "g"}), family="poisson"))
+    pd.testing.assert_series_equal(pd.Series(quoted_r2), pd.Series(plain_r2))
     df.loc[3, "y"] = np.nan
     with pytest.warns(UserWarning, match="dropped 1 of 60"):
         assert bm.lmer("y ~ x + (1 | `group id`)", df, na_action="drop").nobs == 59
+
+
+def test_kept_columns_are_the_fit_s_own() -> None:
+    """A write into the user's frame after the fit, even through an Arrow array, leaves the fit's data."""
+    pa = pytest.importorskip("pyarrow")
+    rng = np.random.default_rng(4)
+    g = pd.array(pa.array(np.repeat(list("abcdef"), 10)), dtype=pd.ArrowDtype(pa.string()))
+    df = pd.DataFrame({"y": rng.normal(size=60), "g": g})
+    fit = bm.lmer("y ~ 1 + (1 | g)", df)
+    df["g"].array[0] = "z"
+    assert fit.design.data["g"].iloc[0] == "a" and df["g"].iloc[0] == "z"

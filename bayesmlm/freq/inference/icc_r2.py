@@ -74,7 +74,7 @@ def _null_model(fit):
     from ..glmer import RESPONSE, glmer
 
     design = fit.design
-    random = " + ".join(f"({t.expr} | {t.factor})" for t in design.formula.random)
+    random = " + ".join(t.bar for t in design.formula.random)
     engine = fit._engine
     wt = np.asarray(engine.wt, dtype=float)
     off = np.asarray(engine.offset, dtype=float)
