@@ -34,7 +34,7 @@ from .formula import MixedFormula
 from .formula_parts import FormulaParts, parse_side, side_variables
 
 __all__ = ["ModelFrame", "model_frame", "check_frame_arguments", "required_columns", "infinite_in_columns", "nonfinite_error", "nonfinite_rows", "missing_mask",
-           "complete_rows", "missing_counts"]
+           "complete_rows", "missing_counts", "check_unique_columns"]
 
 NaAction = Literal["error", "drop"]
 
@@ -281,6 +281,22 @@ def plain_strings(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.astype({c: object for c in text}) if text else frame
 
 
+def check_unique_columns(data: pd.DataFrame, columns: list[str]) -> None:
+    """Each of ``columns`` is one column of ``data``, else an error naming those that appear twice.
+
+    Examples
+    --------
+    >>> check_unique_columns(pd.DataFrame([[1, 2, 3]], columns=["y", "x", "x"]), ["y", "x"])
+    Traceback (most recent call last):
+    ...
+    bayesmlm.errors.DataError: column(s) 'x' appear more than once in the data; rename them
+    """
+    if not data.columns.is_unique:
+        twice = [c for c in columns if int((data.columns == c).sum()) > 1]
+        if twice:
+            raise DataError(f"column(s) {', '.join(map(repr, twice))} appear more than once in the data; rename them")
+
+
 def check_frame_arguments(data, na_action: str) -> None:
     """A non-empty pandas DataFrame and a known ``na_action``, else a clear error.
 
@@ -387,10 +403,7 @@ def model_frame(
     missing = [c for c in columns if c not in data.columns]
     if missing:
         raise unknown_column_error(missing, data, formula)
-    if not data.columns.is_unique:
-        twice = [c for c in columns if int((data.columns == c).sum()) > 1]
-        if twice:
-            raise DataError(f"column(s) {', '.join(map(repr, twice))} appear more than once in the data; rename them")
+    check_unique_columns(data, columns)
     used = {c: data[c].copy() for c in columns}  # copies: the fit keeps these, not the user's whole frame
     labels = data.index
     n_dropped = 0

@@ -31,7 +31,7 @@ import pandas as pd
 
 from .design import Design
 from .errors import DataError
-from .frame import missing_mask, plain_strings, required_columns, unknown_column_error
+from .frame import check_unique_columns, missing_mask, plain_strings, required_columns, unknown_column_error
 
 __all__ = ["NewDesign", "new_design", "level_keys", "level_tuples", "group_effects", "unseen_levels_error"]
 
@@ -199,6 +199,7 @@ def new_design(design: Design, data: pd.DataFrame, random: bool = True) -> NewDe
     missing = [c for c in needed if c not in data.columns]
     if missing:
         raise unknown_column_error(missing, data, design.formula)
+    check_unique_columns(data, needed)
     frame = plain_strings(data.loc[:, needed].reset_index(drop=True))
     na = {c: int(missing_mask(frame[c]).sum()) for c in frame.columns}
     na = {c: k for c, k in na.items() if k}

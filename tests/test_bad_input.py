@@ -66,6 +66,17 @@ def test_nan_that_pandas_does_not_count_is_missing(sleepstudy: pd.DataFrame) -> 
         fit.predict(sleepstudy.head(10).assign(Days=arrow[:10]))
 
 
+def test_a_used_column_twice_in_the_data_is_named() -> None:
+    cbpp = load_data("cbpp")
+    twice = pd.concat([cbpp, cbpp[["period"]]], axis=1)
+    formula = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
+    with pytest.raises(DataError, match="'period' appear more than once"):
+        bm.glmer(formula, twice, family="binomial")
+    for fit in (bm.glmer(formula, cbpp, family="binomial"), bm.lmer("size ~ period + (1 | herd)", cbpp)):
+        with pytest.raises(DataError, match="'period' appear more than once"):
+            fit.predict(twice)
+
+
 def test_missing_values_in_unused_columns_are_ignored(sleepstudy: pd.DataFrame) -> None:
     df = sleepstudy.assign(unused=np.nan)
     assert bm.lmer("Reaction ~ Days + (1 | Subject)", df).nobs == 180

@@ -36,8 +36,8 @@ from ..distributed import is_dask_frame
 from ..errors import ConvergenceWarning, DataError, FormulaError, SingularFitWarning
 from ..families import Binomial, Family, NegativeBinomial, Poisson, describe_rows, get_family, response_from_factor
 from ..formula import _is_wrapped, _split_top_level, parse_formula
-from ..frame import (NaAction, check_frame_arguments, describe_missing, missing_mask, missing_values_error, plain_strings,
-                     required_columns, unknown_column_error)
+from ..frame import (NaAction, check_frame_arguments, check_unique_columns, describe_missing, missing_mask,
+                     missing_values_error, plain_strings, required_columns, unknown_column_error)
 from .glmer_fit import fit_glmm
 from .glmer_result import GlmerFit, SeparationWarning, find_separation
 from .pirls import GlmmData, PirlsEngine
@@ -163,6 +163,7 @@ def _prepare(parts: _Parts, data: pd.DataFrame, family: Family, weights, offset,
     missing = [c for c in columns if c not in data.columns]
     if missing:
         raise unknown_column_error(missing, data, parts.parsed)
+    check_unique_columns(data, columns)
     extra = {}
     w_user = w_name = off_user = None
     if weights is not None:
