@@ -34,21 +34,21 @@ from .freq.glmer import GlmerFit, SeparationWarning, glmer
 from .freq.inference import anova, icc, r2
 
 # The Bayesian layer and the report (PyMC, PyTensor, ArviZ, nutpie, matplotlib) load on first use:
-# a script that only fits lmer/glmer models starts in a fraction of the time and memory.
+# a script that only fits lmer/glmer models starts in a fraction of the time and memory. Each name
+# below is an attribute of the module named beside it; submodules (bm.priors, bm.loo) load alike.
 _LAZY = {
-    "priors": (".priors", None),
-    "sample": (".bayes", "sample"),
-    "BayesFit": (".bayes", "BayesFit"),
-    "pooling": (".pooling", "pooling"),
-    "Pooling": (".pooling", "Pooling"),
-    "compare": (".compare", "compare"),
-    "Comparison": (".compare", "Comparison"),
-    "loo_compare": (".loo", "loo_compare"),
-    "prior_predictive": (".bayes.prior_predictive", "prior_predictive"),
-    "PriorPredictive": (".bayes.prior_predictive", "PriorPredictive"),
-    "sensitivity": (".sensitivity", "sensitivity"),
-    "Sensitivity": (".sensitivity", "Sensitivity"),
-    "report": (".report", "report"),
+    "sample": ".bayes",
+    "BayesFit": ".bayes",
+    "prior_predictive": ".bayes.prior_predictive",
+    "PriorPredictive": ".bayes.prior_predictive",
+    "pooling": ".pooling",
+    "Pooling": ".pooling",
+    "compare": ".compare",
+    "Comparison": ".compare",
+    "loo_compare": ".loo",
+    "sensitivity": ".sensitivity",
+    "Sensitivity": ".sensitivity",
+    "report": ".report",
 }
 
 if _TYPE_CHECKING:  # what static tools see; at run time these come from __getattr__
@@ -78,28 +78,21 @@ class _Package(_types.ModuleType):
 
     def __getattr__(self, name: str):
         if name in _LAZY:
-            module, attribute = _LAZY[name]
-            value = _import_module(module, __name__)
-            if attribute is not None:
-                value = getattr(value, attribute)
+            value = getattr(_import_module(_LAZY[name], __name__), name)
         elif _is_submodule(name):
-            value = _import_module(f".{name}", __name__)  # a submodule not loaded yet (bm.loo, bm.bayes)
+            value = _import_module(f".{name}", __name__)  # a submodule not loaded yet (bm.priors, bm.loo)
         else:
             raise AttributeError(f"module 'bayesmlm' has no attribute {name!r}")
         super().__setattr__(name, value)  # once loaded, an ordinary attribute
         return value
 
     def __setattr__(self, name: str, value) -> None:
-        if (
-            isinstance(value, _types.ModuleType)
-            and _LAZY.get(name, (None, None))[1] == name
-            and value.__name__ == f"{__name__}.{name}"
-        ):
-            value = getattr(value, name)
+        if isinstance(value, _types.ModuleType) and _LAZY.get(name) == f".{name}":
+            value = getattr(value, name)  # the import system binding bayesmlm.compare: keep compare()
         super().__setattr__(name, value)
 
     def __dir__(self) -> list[str]:
-        return sorted(set(super().__dir__()) | set(_LAZY))
+        return sorted(set(super().__dir__()) | set(__all__))
 
 
 _sys.modules[__name__].__class__ = _Package

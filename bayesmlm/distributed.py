@@ -52,7 +52,7 @@ from .frame import (
     check_factor_levels,
     complete_rows,
     describe_missing,
-    missing_counts,
+    missing_rows,
     missing_values_error,
     infinite_in_columns,
     nonfinite_error,
@@ -82,9 +82,10 @@ def _key_columns(formula: MixedFormula, frame: pd.DataFrame) -> list[str]:
 def _first_pass(
     part: pd.DataFrame, keys: list[str], head_rows: int
 ) -> tuple[int, pd.Series, dict[str, tuple[int, list]], pd.DataFrame]:
-    complete = complete_rows(part)
+    counts, keep = missing_rows(part)
+    complete = part.loc[keep]
     sample = complete.drop_duplicates(subset=keys) if keys else complete.iloc[:0]
-    return len(part), missing_counts(part), infinite_in_columns(complete), pd.concat([complete.iloc[:head_rows], sample])
+    return len(part), counts, infinite_in_columns(complete), pd.concat([complete.iloc[:head_rows], sample])
 
 
 def _merge_rows(found: list[dict[str, tuple[int, list]]], first: int = 5) -> dict[str, tuple[int, list]]:

@@ -34,7 +34,7 @@ from .formula import MixedFormula
 from .formula_parts import FormulaParts, parse_side, side_variables
 
 __all__ = ["ModelFrame", "model_frame", "check_frame_arguments", "required_columns", "infinite_in_columns", "nonfinite_error", "nonfinite_rows", "missing_mask",
-           "complete_rows", "missing_counts", "check_unique_columns"]
+           "missing_rows", "complete_rows", "check_unique_columns"]
 
 NaAction = Literal["error", "drop"]
 
@@ -331,20 +331,21 @@ def _may_miss(column: pd.Series) -> bool:
     return bool(missing_mask(column).any())
 
 
+def missing_rows(columns: Mapping[str, pd.Series] | pd.DataFrame) -> tuple[pd.Series, np.ndarray]:
+    """Missing values (:func:`missing_mask`) per column, and the rows with none: ``isna().sum()`` and
+    ``notna().all(axis=1)`` that also count the NaN pandas does not. ``columns``: a frame whose labels
+    are distinct, or its columns by name."""
+    masks = {name: missing_mask(column) for name, column in columns.items()}
+    counts = pd.Series({name: int(mask.sum()) for name, mask in masks.items()}, dtype=int)
+    complete = ~np.logical_or.reduce(list(masks.values())) if masks else np.ones(len(columns), dtype=bool)
+    return counts, complete
+
+
 def complete_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """The rows of ``frame`` with no missing value (:func:`missing_mask`) in any column: ``dropna`` that
-    also drops the NaN pandas does not count."""
-    keep = np.ones(len(frame), dtype=bool)
-    for i in range(frame.shape[1]):
-        keep &= ~missing_mask(frame.iloc[:, i])
+    """The rows of ``frame`` with no missing value (:func:`missing_rows`): ``dropna`` that also drops the
+    NaN pandas does not count."""
+    keep = missing_rows(frame)[1]
     return frame if keep.all() else frame.loc[keep]
-
-
-def missing_counts(frame: pd.DataFrame) -> pd.Series:
-    """Missing values (:func:`missing_mask`) per column: ``isna().sum()`` that also counts the NaN pandas
-    does not."""
-    return pd.Series([int(missing_mask(frame.iloc[:, i]).sum()) for i in range(frame.shape[1])],
-                     index=frame.columns, dtype=int)
 
 
 def missing_mask(column: pd.Series) -> np.ndarray:
@@ -408,11 +409,10 @@ def model_frame(
     labels = data.index
     n_dropped = 0
     if any(_may_miss(col) for col in used.values()):
-        masks = {c: missing_mask(col) for c, col in used.items()}
-        detail = describe_missing(pd.Series({c: int(m.sum()) for c, m in masks.items()}))
+        counts, keep = missing_rows(used)
+        detail = describe_missing(counts)
         if na_action == "error":
             raise missing_values_error(detail)
-        keep = ~np.logical_or.reduce(list(masks.values()))
         n_dropped = int((~keep).sum())
         warnings.warn(f"dropped {n_dropped} of {len(data)} rows with missing values in {detail}", stacklevel=3)
         if not keep.any():

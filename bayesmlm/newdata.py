@@ -31,7 +31,7 @@ import pandas as pd
 
 from .design import Design
 from .errors import DataError
-from .frame import check_unique_columns, missing_mask, plain_strings, required_columns, unknown_column_error
+from .frame import check_unique_columns, missing_rows, plain_strings, required_columns, unknown_column_error
 
 __all__ = ["NewDesign", "new_design", "level_keys", "level_tuples", "group_effects", "unseen_levels_error"]
 
@@ -201,9 +201,9 @@ def new_design(design: Design, data: pd.DataFrame, random: bool = True) -> NewDe
         raise unknown_column_error(missing, data, design.formula)
     check_unique_columns(data, needed)
     frame = plain_strings(data.loc[:, needed].reset_index(drop=True))
-    na = {c: int(missing_mask(frame[c]).sum()) for c in frame.columns}
-    na = {c: k for c, k in na.items() if k}
-    if na:
+    na = missing_rows(frame)[0]
+    na = na[na > 0]
+    if len(na):
         detail = ", ".join(f"{c!r} ({k} missing)" for c, k in na.items())
         raise DataError(f"new data has missing values in {detail}; predictions need complete rows")
     X = _evaluate(design.fixed_spec, frame, "fixed effects")

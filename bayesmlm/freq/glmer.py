@@ -36,7 +36,7 @@ from ..distributed import is_dask_frame
 from ..errors import ConvergenceWarning, DataError, FormulaError, SingularFitWarning
 from ..families import Binomial, Family, NegativeBinomial, Poisson, describe_rows, get_family, response_from_factor
 from ..formula import _is_wrapped, _split_top_level, parse_formula
-from ..frame import (NaAction, check_frame_arguments, check_unique_columns, describe_missing, missing_mask,
+from ..frame import (NaAction, check_frame_arguments, check_unique_columns, describe_missing, missing_rows,
                      missing_values_error, plain_strings, required_columns, unknown_column_error)
 from .glmer_fit import fit_glmm
 from .glmer_result import GlmerFit, SeparationWarning, find_separation
@@ -173,14 +173,10 @@ def _prepare(parts: _Parts, data: pd.DataFrame, family: Family, weights, offset,
         off_user, off_name = _vector(offset, data, "offset")
         extra[off_name] = off_user
     frame = data.loc[:, columns]
-    masks = {c: missing_mask(frame[c]) for c in columns}
-    counts = pd.Series({c: int(m.sum()) for c, m in masks.items()}, dtype=int)
+    counts, keep = missing_rows(frame)
     for name, arr in extra.items():
         counts[name] = int(np.sum(~np.isfinite(arr))) if name not in counts.index else counts[name]
     counts = counts[counts > 0]
-    keep = np.ones(len(frame), dtype=bool)
-    for mask in masks.values():
-        keep &= ~mask
     for arr in extra.values():
         keep &= np.isfinite(arr)
     n_dropped = 0

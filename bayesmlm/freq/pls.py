@@ -387,7 +387,7 @@ class ProfiledDeviance:
             inv[perm] = np.arange(nL)
             lvl_size = _i64(lvl_size0[perm])
             lvl_tofs = _i64(lvl_tofs0[perm])
-            lvl_start = _i64(np.concatenate([[0], np.cumsum(lvl_size)[:-1]]))
+            lvl_start = _starts(lvl_size)[:-1]
             new_row = _i64(lvl_start[inv[row_lvl0]] + row_c0)  # old scalar row -> new
             row_lvl = np.empty(m, dtype=np.int64)
             row_lvl[new_row] = inv[row_lvl0]
