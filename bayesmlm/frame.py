@@ -334,7 +334,14 @@ def _may_miss(column: pd.Series) -> bool:
 def missing_rows(columns: Mapping[str, pd.Series] | pd.DataFrame) -> tuple[pd.Series, np.ndarray]:
     """Missing values (:func:`missing_mask`) per column, and the rows with none: ``isna().sum()`` and
     ``notna().all(axis=1)`` that also count the NaN pandas does not. ``columns``: a frame whose labels
-    are distinct, or its columns by name."""
+    are distinct, or its columns by name.
+
+    Examples
+    --------
+    >>> counts, complete = missing_rows(pd.DataFrame({"x": [1.0, None, 3.0], "g": ["a", "b", None]}))
+    >>> counts.to_dict(), complete.tolist()
+    ({'x': 1, 'g': 1}, [True, False, False])
+    """
     masks = {name: missing_mask(column) for name, column in columns.items()}
     counts = pd.Series({name: int(mask.sum()) for name, mask in masks.items()}, dtype=int)
     complete = ~np.logical_or.reduce(list(masks.values())) if masks else np.ones(len(columns), dtype=bool)
@@ -343,7 +350,13 @@ def missing_rows(columns: Mapping[str, pd.Series] | pd.DataFrame) -> tuple[pd.Se
 
 def complete_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """The rows of ``frame`` with no missing value (:func:`missing_rows`): ``dropna`` that also drops the
-    NaN pandas does not count."""
+    NaN pandas does not count.
+
+    Examples
+    --------
+    >>> complete_rows(pd.DataFrame({"x": [1.0, None, 3.0]})).index.tolist()
+    [0, 2]
+    """
     keep = missing_rows(frame)[1]
     return frame if keep.all() else frame.loc[keep]
 
